@@ -1,0 +1,1537 @@
+//! Builds the typed `Config` from the raw trees of the files `load` read: `[Main]` (spec §4.4),
+//! the two passes over `DefaultSettings:` and `Program:` sections (§4.1), and every key of
+//! every program with the defaults, checks and messages of usrsvc 1.5.13 (§4.5–4.6), in the
+//! original's order, gathering every error instead of stopping at the first.
+//!
+//! It does no I/O of its own: the few facts it needs from the system (does this directory
+//! exist, the real uid, `$PATH`) come through the `Probe` trait, so tests can fake them.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use super::error::{ConfigError, ConfigErrorKind as Kind, ConfigErrors};
+use super::inherit::{merge, Item, Origin, Table};
+use super::interpolate::{interpolate_value, InterpolationError};
+use super::model::{Config, Location, LogTarget, MainConfig, MonitoringConfig, ProgramConfig};
+use super::python::{py_dirname, py_list_repr, py_strip};
+use super::shlex::shlex_split;
+use super::syntax::{RawTree, RawValue, ROOT};
+use super::values::{resolve_path, to_bool, to_float, to_int};
+
+/// What the builder needs to know about the system.
+pub(crate) trait Probe {
+    fn is_dir(&self, path: &Path) -> bool;
+    /// `os.path.exists`: follows symlinks.
+    fn exists(&self, path: &Path) -> bool;
+    /// `os.access(path, X_OK)`.
+    fn is_executable(&self, path: &Path) -> bool;
+    /// `$PATH`.
+    fn path_var(&self) -> Option<OsString>;
+    fn uid(&self) -> u32;
+}
+
+/// One file as parsed.
+#[derive(Debug, Clone)]
+pub(crate) struct SourceFile {
+    pub path: PathBuf,
+    pub tree: RawTree,
+}
+
+impl SourceFile {
+    fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("/"))
+    }
+}
+
+const MAIN_KEYS: [&str; 5] = [
+    "config_dir",
+    "pidfile",
+    "usrsvcd_stdout",
+    "usrsvcd_stderr",
+    "sendmail_path",
+];
+
+/// Keys of a program, canonical spellings.
+const PROGRAM_KEYS: [&str; 20] = [
+    "command",
+    "pidfile",
+    "autostart",
+    "autorestart",
+    "maxrestarts",
+    "restart_delay",
+    "autopid",
+    "useshell",
+    "proctitle_re",
+    "success_seconds",
+    "term_to_kill_seconds",
+    "scan_for_process",
+    "stdout",
+    "stderr",
+    "enabled",
+    "inherit_env",
+    "Env",
+    "Monitoring",
+    "defaults",
+    "email_alerts",
+];
+
+const MONITORING_KEYS: [&str; 4] = [
+    "monitor_after",
+    "activityfile",
+    "activityfile_limit",
+    "rss_limit",
+];
+
+/// A key's value after interpolation.
+enum Resolved<'t, 'a> {
+    Str(String),
+    List,
+    Section(&'t Table<'a>),
+    /// Interpolation failed; already reported.
+    Failed,
+}
+
+/// A key of a section (canonical spelling), its item, and its value after interpolation.
+type Value<'t, 'a> = (&'t str, &'t Item<'a>, Resolved<'t, 'a>);
+type Values<'t, 'a> = [Value<'t, 'a>];
+
+/// Builds the typed config from the parsed files (`files[0]` is the main file).
+pub(crate) fn build(
+    files: &[SourceFile],
+    home: &Path,
+    probe: &dyn Probe,
+) -> Result<Config, ConfigErrors> {
+    let mut b = Builder {
+        files,
+        home,
+        probe,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let main = b.main();
+    let defaults = b.collect_defaults();
+    let programs = b.programs(&defaults);
+    if let Some(errors) = ConfigErrors::from_vec(b.errors) {
+        return Err(errors);
+    }
+    let (Some(main), Some(first)) = (main, files.first()) else {
+        // Unreachable: a missing [Main] or file is an error above.
+        return Err(ConfigErrors::one(ConfigError::new(
+            Kind::MissingMain,
+            files.first().map(|f| f.path.clone()).unwrap_or_default(),
+            "Missing [Main] section in main config. Required.".into(),
+        )));
+    };
+    Ok(Config {
+        main_file: first.path.clone(),
+        files: files.iter().map(|f| f.path.clone()).collect(),
+        main,
+        programs,
+        warnings: b.warnings,
+    })
+}
+
+/// The `[Main] config_dir` of a parsed main file, as `build` will resolve it; `load` needs it
+/// before the other files can be read. Problems with it are left for `build` to report.
+pub(crate) fn config_dir_of(main: &SourceFile, home: &Path) -> Option<PathBuf> {
+    let tree = &main.tree;
+    let sec = tree.child(ROOT, "Main")?;
+    let entry = tree.entry(sec, "config_dir")?;
+    match interpolate_value(tree, sec, "config_dir", &entry.value).ok()? {
+        RawValue::Scalar(s) if !s.is_empty() => Some(config_dir_path(&s, home, main.dir())),
+        _ => None,
+    }
+}
+
+fn config_dir_path(value: &str, home: &Path, base: &Path) -> PathBuf {
+    let p = resolve_path(value, home, base);
+    let s = p.to_string_lossy();
+    match s.strip_suffix('/') {
+        Some(stripped) if !stripped.is_empty() => PathBuf::from(stripped),
+        _ => p,
+    }
+}
+
+struct DefaultsDef {
+    name: String,
+    file: usize,
+    line: usize,
+    /// `None` when given as a plain key rather than a section.
+    section: Option<usize>,
+}
+
+struct Builder<'a> {
+    files: &'a [SourceFile],
+    home: &'a Path,
+    probe: &'a dyn Probe,
+    errors: Vec<ConfigError>,
+    warnings: Vec<String>,
+}
+
+/// Who an error is about: the section label and where to point when the key has no line.
+struct Scope {
+    label: String,
+    file: PathBuf,
+    line: usize,
+}
+
+impl<'a> Builder<'a> {
+    fn path_of(&self, file: usize) -> PathBuf {
+        self.files
+            .get(file)
+            .map(|f| f.path.clone())
+            .unwrap_or_default()
+    }
+
+    fn dir_of(&self, file: usize) -> PathBuf {
+        self.files
+            .get(file)
+            .map(|f| f.dir().to_path_buf())
+            .unwrap_or_default()
+    }
+
+    /// Records an error about `key` (spelled as in the file) at the item's place, or at the
+    /// scope's place when there is no item.
+    fn error(
+        &mut self,
+        kind: Kind,
+        scope: &Scope,
+        at: Option<&Origin>,
+        key: Option<&str>,
+        message: String,
+    ) {
+        let (file, line, label) = match at {
+            Some(o) => {
+                let label = match &o.inherited {
+                    Some(d) => format!("{} (from DefaultSettings:{d})", scope.label),
+                    None => scope.label.clone(),
+                };
+                (self.path_of(o.file), o.line, label)
+            }
+            None => (scope.file.clone(), scope.line, scope.label.clone()),
+        };
+        let mut e = ConfigError::new(kind, file, message)
+            .at_line(line)
+            .in_section(label);
+        if let Some(k) = key {
+            e = e.for_key(k);
+        }
+        self.errors.push(e);
+    }
+
+    /// Interpolates every value of `table` in `keys()` order, as the original's `**section`
+    /// did, reporting interpolation errors; `prefix` names the subsection in error keys.
+    fn resolve<'t>(
+        &mut self,
+        table: &'t Table<'a>,
+        scope: &Scope,
+        prefix: &str,
+    ) -> Vec<Value<'t, 'a>> {
+        let mut out = Vec::new();
+        for (canon, item) in table.iter() {
+            let resolved = match item {
+                Item::Section { table, .. } => Resolved::Section(table),
+                Item::Value { key, raw, origin } => {
+                    let tree = self.files.get(origin.file).map(|f| &f.tree);
+                    let result = match tree {
+                        Some(t) => interpolate_value(t, origin.section, key, raw),
+                        None => Ok((*raw).clone()),
+                    };
+                    match result {
+                        Ok(RawValue::Scalar(s)) => Resolved::Str(s),
+                        Ok(RawValue::List(_)) => Resolved::List,
+                        Err(e) => {
+                            let k = format!("{prefix}{key}");
+                            let kind = interpolation_kind(&e);
+                            self.error(kind, scope, Some(origin), Some(&k), e.to_string());
+                            Resolved::Failed
+                        }
+                    }
+                }
+            };
+            out.push((canon.as_str(), item, resolved));
+        }
+        out
+    }
+
+    /// A single value for `canon`: `None` when absent, `Some(None)` when present but unusable
+    /// (the problem is reported here, or was during interpolation).
+    fn scalar(
+        &mut self,
+        values: &Values<'_, 'a>,
+        canon: &str,
+        scope: &Scope,
+        prefix: &str,
+    ) -> Option<Option<(String, Origin, String)>> {
+        let (_, item, resolved) = values.iter().find(|(k, _, _)| *k == canon)?;
+        let spelled = format!("{prefix}{}", item.key());
+        Some(match resolved {
+            Resolved::Str(s) => Some((s.clone(), item.origin().clone(), item.key().to_string())),
+            Resolved::List => {
+                self.error(
+                    Kind::ListValue,
+                    scope,
+                    Some(item.origin()),
+                    Some(&spelled),
+                    format!(
+                        "Invalid value for config parameter {}: a list (unquoted comma); quote the value",
+                        item.key()
+                    ),
+                );
+                None
+            }
+            Resolved::Section(_) => {
+                self.error(
+                    Kind::SubsectionValue,
+                    scope,
+                    Some(item.origin()),
+                    Some(&spelled),
+                    format!(
+                        "Invalid value for config parameter {}: a subsection, where a value is expected",
+                        item.key()
+                    ),
+                );
+                None
+            }
+            Resolved::Failed => None,
+        })
+    }
+
+    fn reject(
+        &mut self,
+        scope: &Scope,
+        origin: &Origin,
+        key: &str,
+        (kind, message): (Kind, String),
+    ) {
+        self.error(kind, scope, Some(origin), Some(key), message);
+    }
+
+    fn boolean(
+        &mut self,
+        values: &Values<'_, 'a>,
+        canon: &str,
+        default: bool,
+        scope: &Scope,
+    ) -> bool {
+        match self.scalar(values, canon, scope, "") {
+            Some(Some((v, origin, key))) => match to_bool(&key, &v) {
+                Ok(b) => b,
+                Err(r) => {
+                    self.reject(scope, &origin, &key, r);
+                    default
+                }
+            },
+            _ => default,
+        }
+    }
+
+    fn int(
+        &mut self,
+        values: &Values<'_, 'a>,
+        canon: &str,
+        default: u64,
+        scope: &Scope,
+        prefix: &str,
+    ) -> u64 {
+        match self.scalar(values, canon, scope, prefix) {
+            Some(Some((v, origin, key))) => match to_int(&key, &v) {
+                Ok(n) => n,
+                Err(r) => {
+                    self.reject(scope, &origin, &format!("{prefix}{key}"), r);
+                    default
+                }
+            },
+            _ => default,
+        }
+    }
+
+    fn float(&mut self, values: &Values<'_, 'a>, canon: &str, default: f64, scope: &Scope) -> f64 {
+        match self.scalar(values, canon, scope, "") {
+            Some(Some((v, origin, key))) => match to_float(&key, &v) {
+                Ok(n) => n,
+                Err(r) => {
+                    self.reject(scope, &origin, &key, r);
+                    default
+                }
+            },
+            _ => default,
+        }
+    }
+
+    /// A path-valued key, resolved against the directory of the file it came from.
+    fn path(&self, value: &str, origin: &Origin) -> PathBuf {
+        resolve_path(value, self.home, &self.dir_of(origin.file))
+    }
+
+    /// Unknown keys (not in `known`, canonical spellings), in `keys()` order.
+    fn unknown<'t>(values: &[Value<'t, 'a>], known: &[&str]) -> Vec<&'t Item<'a>> {
+        values
+            .iter()
+            .filter(|(k, _, _)| !known.contains(k))
+            .map(|(_, item, _)| *item)
+            .collect()
+    }
+
+    // ---------------------------------------------------------------- [Main] (spec §4.4)
+
+    fn main(&mut self) -> Option<MainConfig> {
+        let file = self.files.first()?;
+        let tree = &file.tree;
+        let scope = Scope {
+            label: "Main".into(),
+            file: file.path.clone(),
+            line: 0,
+        };
+        let Some(sec) = tree.child(ROOT, "Main") else {
+            let (kind, message) = if tree.entry(ROOT, "Main").is_some() {
+                (Kind::NotASection, "Main must be a section, like [Main]")
+            } else {
+                (
+                    Kind::MissingMain,
+                    "Missing [Main] section in main config. Required.",
+                )
+            };
+            let mut e = ConfigError::new(kind, file.path.clone(), message.into());
+            if let Some(entry) = tree.entry(ROOT, "Main") {
+                e = e.at_line(entry.line);
+            }
+            self.errors.push(e);
+            return None;
+        };
+        let scope = Scope {
+            line: tree.section(sec).map_or(0, |s| s.line),
+            ..scope
+        };
+        let table = Table::from_section(self.files, 0, sec, false, None);
+        let values = self.resolve(&table, &scope, "");
+
+        let unknown = Self::unknown(&values, &MAIN_KEYS);
+        if let Some(first) = unknown.first() {
+            let names: Vec<&str> = unknown.iter().map(|i| i.key()).collect();
+            let at = first.origin().clone();
+            self.error(
+                Kind::UnknownMainKeys,
+                &scope,
+                Some(&at),
+                None,
+                format!(
+                    "Unknown config options in Main section: {}",
+                    py_list_repr(&names)
+                ),
+            );
+        }
+
+        let config_dir = match self.scalar(&values, "config_dir", &scope, "") {
+            Some(Some((v, origin, _))) if !v.is_empty() => {
+                Some(config_dir_path(&v, self.home, &self.dir_of(origin.file)))
+            }
+            _ => None,
+        };
+        let pidfile = match self.scalar(&values, "pidfile", &scope, "") {
+            Some(Some((v, origin, _))) if !v.is_empty() => self.path(&v, &origin),
+            _ => self.home.join(format!("{}_usrsvcd.pid", self.probe.uid())),
+        };
+        let usrsvcd_stdout = match self.scalar(&values, "usrsvcd_stdout", &scope, "") {
+            Some(Some((v, origin, _))) if !v.is_empty() => Some(self.path(&v, &origin)),
+            _ => None,
+        };
+        let usrsvcd_stderr = match self.scalar(&values, "usrsvcd_stderr", &scope, "") {
+            Some(Some((v, _, _))) if v == "stdout" => Some(LogTarget::Stdout),
+            Some(Some((v, origin, _))) if !v.is_empty() => {
+                Some(LogTarget::Path(self.path(&v, &origin)))
+            }
+            _ => None,
+        };
+        let sendmail_path = match self.scalar(&values, "sendmail_path", &scope, "") {
+            Some(Some((v, origin, key))) if !v.is_empty() && v != "auto" => {
+                let p = self.path(&v, &origin);
+                if !self.probe.exists(&p) {
+                    self.error(
+                        Kind::SendmailMissing,
+                        &scope,
+                        Some(&origin),
+                        Some(&key),
+                        format!("sendmail_path \"{}\" does not exist.", p.display()),
+                    );
+                }
+                Some(p)
+            }
+            Some(None) => None,
+            _ => self.find_sendmail(),
+        };
+        Some(MainConfig {
+            config_dir,
+            pidfile,
+            usrsvcd_stdout,
+            usrsvcd_stderr,
+            sendmail_path,
+        })
+    }
+
+    /// Spec §7.3: the two usual places, then the first executable `sendmail` on `$PATH`.
+    fn find_sendmail(&self) -> Option<PathBuf> {
+        for p in ["/usr/sbin/sendmail", "/usr/bin/sendmail"] {
+            if self.probe.exists(Path::new(p)) {
+                return Some(PathBuf::from(p));
+            }
+        }
+        let path = self.probe.path_var()?;
+        let path = path.to_string_lossy().into_owned();
+        for dir in path.split(':') {
+            if dir.is_empty() {
+                continue;
+            }
+            let dir = match dir.strip_suffix('/') {
+                Some(d) if !d.is_empty() => d,
+                _ => dir,
+            };
+            let candidate = PathBuf::from(format!("{dir}/sendmail"));
+            if self.probe.is_executable(&candidate) {
+                return Some(candidate);
+            }
+        }
+        None
+    }
+
+    // ------------------------------------------------- DefaultSettings (spec §4.1.8, §4.7)
+
+    /// Pass 1 of the original: every `DefaultSettings:NAME` at the top of any file.
+    fn collect_defaults(&mut self) -> Vec<DefaultsDef> {
+        let mut found: Vec<DefaultsDef> = Vec::new();
+        for (fi, file) in self.files.iter().enumerate() {
+            let Some(root) = file.tree.section(ROOT) else {
+                continue;
+            };
+            let scalars = root.entries.iter().map(|e| (e.key.as_str(), e.line, None));
+            let sections = root.children.iter().filter_map(|&c| {
+                file.tree
+                    .section(c)
+                    .map(|s| (s.name.as_str(), s.line, Some(c)))
+            });
+            for (key, line, section) in scalars.chain(sections) {
+                let Some(name) = key.strip_prefix("DefaultSettings:") else {
+                    continue;
+                };
+                if name.is_empty() {
+                    self.errors.push(
+                        ConfigError::new(
+                            Kind::DefaultsWithoutName,
+                            file.path.clone(),
+                            format!(
+                                "DefaultSettings section defined without a name in \"{}\"",
+                                file.path.display()
+                            ),
+                        )
+                        .at_line(line)
+                        .in_section(key),
+                    );
+                    continue;
+                }
+                if let Some(first) = found.iter().find(|d| d.name == name) {
+                    let message = format!(
+                        "Multiple DefaultSettings object with name \"{name}\". Second encountered in \"{}\" (first defined at {}:{})",
+                        file.path.display(),
+                        self.path_of(first.file).display(),
+                        first.line
+                    );
+                    self.errors.push(
+                        ConfigError::new(Kind::DuplicateDefaults, file.path.clone(), message)
+                            .at_line(line)
+                            .in_section(key),
+                    );
+                    continue;
+                }
+                found.push(DefaultsDef {
+                    name: name.to_string(),
+                    file: fi,
+                    line,
+                    section,
+                });
+            }
+        }
+        found
+    }
+
+    // ------------------------------------------------------------- programs (spec §4.5)
+
+    /// Pass 2 of the original: every `Program:NAME` at the top of any file.
+    fn programs(&mut self, defaults: &[DefaultsDef]) -> Vec<ProgramConfig> {
+        let mut programs: Vec<ProgramConfig> = Vec::new();
+        let mut seen: Vec<(String, Location)> = Vec::new();
+        let files = self.files;
+        for (fi, file) in files.iter().enumerate() {
+            let Some(root) = file.tree.section(ROOT) else {
+                continue;
+            };
+            for e in &root.entries {
+                if let Some(name) = e.key.strip_prefix("Program:") {
+                    self.errors.push(
+                        ConfigError::new(
+                            Kind::NotASection,
+                            file.path.clone(),
+                            format!("Program:{name} must be a section, like [Program:{name}]"),
+                        )
+                        .at_line(e.line)
+                        .for_key(e.key.clone()),
+                    );
+                }
+            }
+            for &c in &root.children {
+                let Some(sec) = file.tree.section(c) else {
+                    continue;
+                };
+                let Some(name) = sec.name.strip_prefix("Program:") else {
+                    continue;
+                };
+                let here = Location {
+                    file: file.path.clone(),
+                    line: sec.line,
+                };
+                let scope = Scope {
+                    label: sec.name.clone(),
+                    file: file.path.clone(),
+                    line: sec.line,
+                };
+                let duplicate = seen.iter().find(|(n, _)| n == name).map(|(_, l)| l.clone());
+                if let Some(first) = &duplicate {
+                    self.errors.push(
+                        ConfigError::new(
+                            Kind::DuplicateProgram,
+                            file.path.clone(),
+                            format!(
+                                "Program \"{name}\" is defined more than once: first at {}:{}, again at {}:{}",
+                                first.file.display(),
+                                first.line,
+                                here.file.display(),
+                                here.line
+                            ),
+                        )
+                        .at_line(sec.line)
+                        .in_section(sec.name.clone()),
+                    );
+                } else {
+                    seen.push((name.to_string(), here.clone()));
+                }
+                let table = Table::from_section(files, fi, c, true, None);
+                let Some(table) = self.apply_defaults(name, &table, &scope, defaults) else {
+                    continue;
+                };
+                if let Some(p) = self.program(name, &table, here, &scope) {
+                    if duplicate.is_none() {
+                        programs.push(p);
+                    }
+                }
+            }
+        }
+        programs
+    }
+
+    /// The program's keys with its `defaults =` merged in, or `None` when that fails (then
+    /// the program's own keys alone would only produce misleading errors).
+    fn apply_defaults(
+        &mut self,
+        name: &str,
+        table: &Table<'a>,
+        scope: &Scope,
+        defaults: &[DefaultsDef],
+    ) -> Option<Table<'a>> {
+        let Some(item) = table.get("defaults") else {
+            return Some(table.clone());
+        };
+        let origin = item.origin().clone();
+        let wanted = match item {
+            Item::Section { .. } => {
+                self.error(
+                    Kind::SubsectionValue,
+                    scope,
+                    Some(&origin),
+                    Some("defaults"),
+                    "Invalid value for config parameter defaults: a subsection, where a value is expected".into(),
+                );
+                return None;
+            }
+            Item::Value { key, raw, .. } => {
+                let tree = &self.files.get(origin.file)?.tree;
+                match interpolate_value(tree, origin.section, key, raw) {
+                    Ok(RawValue::Scalar(s)) => s,
+                    Ok(RawValue::List(_)) => {
+                        self.error(
+                            Kind::ListValue,
+                            scope,
+                            Some(&origin),
+                            Some("defaults"),
+                            "Invalid value for config parameter defaults: a list (unquoted comma); quote the value".into(),
+                        );
+                        return None;
+                    }
+                    Err(e) => {
+                        self.error(
+                            interpolation_kind(&e),
+                            scope,
+                            Some(&origin),
+                            Some("defaults"),
+                            e.to_string(),
+                        );
+                        return None;
+                    }
+                }
+            }
+        };
+        let Some(def) = defaults.iter().find(|d| d.name == wanted) else {
+            let file = self.path_of(origin.file);
+            self.error(
+                Kind::UnknownDefaults,
+                scope,
+                Some(&origin),
+                Some("defaults"),
+                format!(
+                    "Program \"{name}\" in file \"{}\" uses a \"defaults\" of \"{wanted}\", but no such DefaultSettings section exists in read configuration files!",
+                    file.display()
+                ),
+            );
+            return None;
+        };
+        let Some(section) = def.section else {
+            self.error(
+                Kind::NotASection,
+                scope,
+                Some(&origin),
+                Some("defaults"),
+                format!(
+                    "DefaultSettings:{wanted} must be a section, like [DefaultSettings:{wanted}]"
+                ),
+            );
+            return None;
+        };
+        let base = Table::from_section(self.files, def.file, section, true, Some(&wanted));
+        Some(merge(&base, table))
+    }
+
+    /// One program's keys, checked in the original's order (spec §4.5).
+    fn program(
+        &mut self,
+        name: &str,
+        table: &Table<'a>,
+        defined_at: Location,
+        scope: &Scope,
+    ) -> Option<ProgramConfig> {
+        let before = self.errors.len();
+        let values = self.resolve(table, scope, "");
+
+        // 1. command
+        let mut command = match self.scalar(&values, "command", scope, "") {
+            None => {
+                // The original crashed here (`None.strip()`).
+                self.error(
+                    Kind::MissingCommand,
+                    scope,
+                    None,
+                    Some("command"),
+                    format!("Missing command for program: \"{name}\""),
+                );
+                None
+            }
+            Some(v) => v.map(|(v, origin, _)| (py_strip(&v).to_string(), origin)),
+        };
+        if let Some((c, _)) = &mut command {
+            if let Some(stripped) = c.strip_suffix('&') {
+                self.warnings.push(format!(
+                    "Warning: Program {name} is configured to launch in the background (ends with &) which is not supported. Disregarding final &."
+                ));
+                *c = stripped.to_string();
+            }
+        }
+
+        // 2. pidfile
+        let pidfile = match self.scalar(&values, "pidfile", scope, "") {
+            Some(Some((v, origin, _))) if !v.is_empty() => Some(self.path(&v, &origin)),
+            Some(None) => None,
+            found => {
+                let at = found.and_then(|f| f.map(|(_, o, _)| o));
+                self.error(
+                    Kind::PidfileMissing,
+                    scope,
+                    at.as_ref(),
+                    Some("pidfile"),
+                    "pidfile must be defined for a program and must be an absolute path.".into(),
+                );
+                None
+            }
+        };
+
+        // 3. typed keys, in the original's order
+        let enabled = self.boolean(&values, "enabled", true, scope);
+        let autostart = self.boolean(&values, "autostart", true, scope);
+        let autorestart = self.boolean(&values, "autorestart", true, scope);
+        self.conflicts(table, "maxrestarts", scope);
+        let maxrestarts = self.int(&values, "maxrestarts", 0, scope, "");
+        let restart_delay = self.int(&values, "restart_delay", 0, scope, "");
+        let success_seconds = self.float(&values, "success_seconds", 2.0, scope);
+        let autopid = self.boolean(&values, "autopid", true, scope);
+        let useshell = self.boolean(&values, "useshell", false, scope);
+        let scan_for_process = self.boolean(&values, "scan_for_process", true, scope);
+        let term_to_kill_seconds = self.float(&values, "term_to_kill_seconds", 8.0, scope);
+        let inherit_env = self.boolean(&values, "inherit_env", true, scope);
+
+        // 4. defaults (checked before the merge; only kept here)
+        let defaults = values.iter().find_map(|(k, _, r)| match (k, r) {
+            (&"defaults", Resolved::Str(s)) => Some(s.clone()),
+            _ => None,
+        });
+
+        // 5. Env
+        let env = self.env(&values, scope);
+
+        // 6. Monitoring
+        self.conflicts(table, "Monitoring", scope);
+        let monitoring = self.monitoring(&values, scope);
+
+        // 7. name
+        if name.is_empty() {
+            self.error(
+                Kind::ProgramWithoutName,
+                scope,
+                None,
+                None,
+                "Program Config defined without a name.".into(),
+            );
+        }
+
+        // 8. command non-empty and splittable
+        let mut argv = Vec::new();
+        match &command {
+            Some((c, origin)) if c.is_empty() => {
+                let origin = origin.clone();
+                self.error(
+                    Kind::MissingCommand,
+                    scope,
+                    Some(&origin),
+                    Some("command"),
+                    format!("Missing command for program: \"{name}\""),
+                );
+            }
+            Some((c, origin)) => match shlex_split(c) {
+                Ok(words) => argv = words,
+                Err(e) => {
+                    let origin = origin.clone();
+                    self.error(
+                        Kind::CommandUnparsable,
+                        scope,
+                        Some(&origin),
+                        Some("command"),
+                        format!("Cannot parse command,\n{c}\nError: {e}"),
+                    );
+                }
+            },
+            None => {}
+        }
+
+        // 9. proctitle_re
+        let proctitle_re = match self.scalar(&values, "proctitle_re", scope, "") {
+            Some(Some((re, origin, key))) if !re.is_empty() => {
+                if let Err(e) = fancy_regex::Regex::new(&re) {
+                    self.error(
+                        Kind::InvalidProctitleRe,
+                        scope,
+                        Some(&origin),
+                        Some(&key),
+                        format!(
+                            "Cannot parse proctitle_re: {re}\nError: {}",
+                            regex_error(&re, &e)
+                        ),
+                    );
+                }
+                Some(re)
+            }
+            _ => None,
+        };
+
+        // 10. stdout
+        let stdout = match self.scalar(&values, "stdout", scope, "") {
+            Some(Some((v, origin, key))) if !v.is_empty() => {
+                let p = self.path(&v, &origin);
+                self.log_dir(name, "stdout", &p, scope, &origin, &key);
+                Some(p)
+            }
+            Some(None) => None,
+            found => {
+                let at = found.and_then(|f| f.map(|(_, o, _)| o));
+                self.error(
+                    Kind::StdoutMissing,
+                    scope,
+                    at.as_ref(),
+                    Some("stdout"),
+                    format!("Program {name} does not define a value for stdout."),
+                );
+                None
+            }
+        };
+
+        // 11. stderr
+        let stderr = match self.scalar(&values, "stderr", scope, "") {
+            Some(Some((v, origin, key))) if !v.is_empty() && v != "stdout" => {
+                let p = self.path(&v, &origin);
+                self.log_dir(name, "stderr", &p, scope, &origin, &key);
+                Some(p)
+            }
+            _ => stdout.clone(),
+        };
+
+        // 12. email_alerts
+        let email_alerts = match self.scalar(&values, "email_alerts", scope, "") {
+            Some(Some((v, _, _))) if !v.is_empty() => Some(v),
+            _ => None,
+        };
+
+        // 13. anything else
+        let unknown = Self::unknown(&values, &PROGRAM_KEYS);
+        if let Some(first) = unknown.first() {
+            let names: Vec<&str> = unknown.iter().map(|i| i.key()).collect();
+            let at = first.origin().clone();
+            self.error(
+                Kind::UnknownKeys,
+                scope,
+                Some(&at),
+                None,
+                format!("Unknown config options: {}", py_list_repr(&names)),
+            );
+        }
+
+        if self.errors.len() != before {
+            return None;
+        }
+        Some(ProgramConfig {
+            name: name.to_string(),
+            defined_at,
+            command: command.map(|(c, _)| c).unwrap_or_default(),
+            argv,
+            pidfile: pidfile?,
+            enabled,
+            autostart,
+            autorestart,
+            maxrestarts,
+            restart_delay,
+            success_seconds,
+            autopid,
+            useshell,
+            scan_for_process,
+            term_to_kill_seconds,
+            inherit_env,
+            defaults,
+            env,
+            monitoring,
+            proctitle_re,
+            stdout: stdout?,
+            stderr: stderr?,
+            email_alerts,
+        })
+    }
+
+    /// Both spellings of a synonym in one section.
+    fn conflicts(&mut self, table: &Table<'a>, canon: &str, scope: &Scope) {
+        let found: Vec<(Origin, String)> = table
+            .conflicts
+            .iter()
+            .filter(|(k, _)| k == canon)
+            .map(|(_, item)| (item.origin().clone(), item.key().to_string()))
+            .collect();
+        for (origin, key) in found {
+            let message = match canon {
+                "maxrestarts" => "Both maxrestarts and max_restarts are given; they are the same setting, use one".to_string(),
+                _ => "Both [[Monitoring]] and [[Monitor]] are given; they are the same subsection, use one".to_string(),
+            };
+            self.error(
+                Kind::SynonymConflict,
+                scope,
+                Some(&origin),
+                Some(&key),
+                message,
+            );
+        }
+    }
+
+    /// `Program p defines a stdout path as "…" but the folder … does not exist.`
+    fn log_dir(
+        &mut self,
+        name: &str,
+        which: &str,
+        path: &Path,
+        scope: &Scope,
+        origin: &Origin,
+        key: &str,
+    ) {
+        let text = path.to_string_lossy();
+        let dir = py_dirname(&text);
+        if !self.probe.is_dir(Path::new(dir)) {
+            self.error(
+                Kind::LogDirMissing,
+                scope,
+                Some(origin),
+                Some(key),
+                format!(
+                    "Program {name} defines a {which} path as \"{text}\" but the folder {dir} does not exist."
+                ),
+            );
+        }
+    }
+
+    fn env(&mut self, values: &Values<'_, 'a>, scope: &Scope) -> Vec<(String, String)> {
+        let Some((_, item, resolved)) = values.iter().find(|(k, _, _)| *k == "Env") else {
+            return Vec::new();
+        };
+        let Resolved::Section(table) = resolved else {
+            if !matches!(resolved, Resolved::Failed) {
+                self.error(
+                    Kind::NotASubsection,
+                    scope,
+                    Some(item.origin()),
+                    Some(item.key()),
+                    "Env must be a subsection, like [[Env]]".into(),
+                );
+            }
+            return Vec::new();
+        };
+        let prefix = format!("{}.", item.key());
+        let inner = self.resolve(table, scope, &prefix);
+        let mut env = Vec::new();
+        for (k, _, _) in &inner {
+            if let Some(Some((v, _, key))) = self.scalar(&inner, k, scope, &prefix) {
+                env.push((key, v));
+            }
+        }
+        env
+    }
+
+    fn monitoring(&mut self, values: &Values<'_, 'a>, scope: &Scope) -> MonitoringConfig {
+        let mut m = MonitoringConfig::default();
+        let Some((_, item, resolved)) = values.iter().find(|(k, _, _)| *k == "Monitoring") else {
+            return m;
+        };
+        let Resolved::Section(table) = resolved else {
+            if !matches!(resolved, Resolved::Failed) {
+                let key = item.key();
+                self.error(
+                    Kind::NotASubsection,
+                    scope,
+                    Some(item.origin()),
+                    Some(key),
+                    format!("{key} must be a subsection, like [[{key}]]"),
+                );
+            }
+            return m;
+        };
+        let prefix = format!("{}.", item.key());
+        let inner = self.resolve(table, scope, &prefix);
+        m.monitor_after = self.int(&inner, "monitor_after", 30, scope, &prefix);
+        if let Some(Some((v, origin, _))) = self.scalar(&inner, "activityfile", scope, &prefix) {
+            if !v.is_empty() {
+                m.activityfile = Some(self.path(&v, &origin));
+            }
+        }
+        m.activityfile_limit = self.int(&inner, "activityfile_limit", 120, scope, &prefix);
+        m.rss_limit = self.int(&inner, "rss_limit", 0, scope, &prefix);
+        let unknown = Self::unknown(&inner, &MONITORING_KEYS);
+        if let Some(first) = unknown.first() {
+            let names: Vec<&str> = unknown.iter().map(|i| i.key()).collect();
+            let at = first.origin().clone();
+            self.error(
+                Kind::UnknownMonitoringKeys,
+                scope,
+                Some(&at),
+                None,
+                format!(
+                    "Unknown configuration options in Monitoring section: {}",
+                    py_list_repr(&names)
+                ),
+            );
+        }
+        m
+    }
+}
+
+fn interpolation_kind(e: &InterpolationError) -> Kind {
+    match e {
+        InterpolationError::Missing(_) => Kind::InterpolationMissing,
+        InterpolationError::Loop(_) => Kind::InterpolationLoop,
+        InterpolationError::ListValue(_) | InterpolationError::TooLong => {
+            Kind::InterpolationInvalid
+        }
+    }
+}
+
+/// The compile error of a `proctitle_re`, worded as Python's `re` words the common case (an
+/// unclosed group, spec Appendix B); fancy-regex's own text otherwise.
+fn regex_error(re: &str, e: &fancy_regex::Error) -> String {
+    if let fancy_regex::Error::ParseError(_, fancy_regex::ParseError::UnclosedOpenParen) = e {
+        if let Some(pos) = unclosed_paren(re) {
+            return format!("missing ), unterminated subpattern at position {pos}");
+        }
+    }
+    e.to_string()
+}
+
+/// Char position of the outermost `(` left open, skipping escapes and character classes.
+fn unclosed_paren(re: &str) -> Option<usize> {
+    let mut stack = Vec::new();
+    let mut chars = re.chars().enumerate().peekable();
+    let mut in_class = false;
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '[' if !in_class => {
+                in_class = true;
+                // A ']' right after '[' or '[^' is a literal.
+                if chars.peek().map(|&(_, c)| c) == Some('^') {
+                    chars.next();
+                }
+                if chars.peek().map(|&(_, c)| c) == Some(']') {
+                    chars.next();
+                }
+            }
+            ']' if in_class => in_class = false,
+            '(' if !in_class => stack.push(i),
+            ')' if !in_class => {
+                stack.pop();
+            }
+            _ => {}
+        }
+    }
+    stack.first().copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::syntax::parse_bytes;
+    use super::*;
+
+    /// A system where only the listed paths exist.
+    #[derive(Default)]
+    struct Fake {
+        dirs: Vec<&'static str>,
+        files: Vec<&'static str>,
+        executables: Vec<&'static str>,
+        path: Option<&'static str>,
+    }
+
+    impl Probe for Fake {
+        fn is_dir(&self, path: &Path) -> bool {
+            self.dirs.iter().any(|d| Path::new(d) == path)
+        }
+        fn exists(&self, path: &Path) -> bool {
+            self.is_dir(path) || self.files.iter().any(|f| Path::new(f) == path)
+        }
+        fn is_executable(&self, path: &Path) -> bool {
+            self.executables.iter().any(|f| Path::new(f) == path)
+        }
+        fn path_var(&self) -> Option<OsString> {
+            self.path.map(OsString::from)
+        }
+        fn uid(&self) -> u32 {
+            1001
+        }
+    }
+
+    fn fake() -> Fake {
+        Fake {
+            dirs: vec!["/home/u", "/home/u/logs", "/home/u/cfg", "/home/u/cfg/logs"],
+            ..Fake::default()
+        }
+    }
+
+    fn file(path: &str, text: &str) -> SourceFile {
+        match parse_bytes(text.as_bytes()) {
+            Ok(p) if p.errors.is_empty() => SourceFile {
+                path: PathBuf::from(path),
+                tree: p.tree,
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn build_with(files: &[SourceFile], probe: &Fake) -> Result<Config, ConfigErrors> {
+        build(files, Path::new("/home/u"), probe)
+    }
+
+    fn ok(files: &[SourceFile]) -> Config {
+        match build_with(files, &fake()) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn errors(files: &[SourceFile]) -> Vec<ConfigError> {
+        match build_with(files, &fake()) {
+            Ok(c) => panic!("accepted: {c:?}"),
+            Err(e) => e.into_vec(),
+        }
+    }
+
+    const PROG: &str = "[Program:p]\ncommand = sleep 1000\npidfile = p.pid\nstdout = logs/p.out\n";
+
+    fn main_with(rest: &str) -> SourceFile {
+        file("/home/u/usrsvc.cfg", &format!("[Main]\n{rest}"))
+    }
+
+    #[test]
+    fn defaults_of_a_minimal_program() {
+        let c = ok(&[main_with(PROG)]);
+        assert_eq!(c.main.pidfile, PathBuf::from("/home/u/1001_usrsvcd.pid"));
+        assert_eq!(c.main.config_dir, None);
+        assert_eq!(c.main.sendmail_path, None);
+        let p = c.program("p").expect("p");
+        assert_eq!(p.defined_at.line, 2);
+        assert_eq!(p.argv, ["sleep", "1000"]);
+        assert_eq!(p.pidfile, PathBuf::from("/home/u/p.pid"));
+        assert_eq!(p.stdout, PathBuf::from("/home/u/logs/p.out"));
+        assert_eq!(p.stderr, p.stdout);
+        assert!(p.enabled && p.autostart && p.autorestart && p.autopid);
+        assert!(p.scan_for_process && p.inherit_env && !p.useshell);
+        assert_eq!((p.maxrestarts, p.restart_delay), (0, 0));
+        assert_eq!((p.success_seconds, p.term_to_kill_seconds), (2.0, 8.0));
+        assert_eq!(p.monitoring, MonitoringConfig::default());
+        assert!(!p.monitoring.is_active());
+        assert_eq!(p.proctitle_re, None);
+        assert_eq!(p.email_alerts, None);
+        assert!(c.program("q").is_none());
+    }
+
+    #[test]
+    fn sendmail_discovery_order() {
+        let main = || main_with("");
+        let probe = Fake {
+            files: vec!["/usr/bin/sendmail", "/usr/sbin/sendmail"],
+            ..fake()
+        };
+        let c = build_with(&[main()], &probe).expect("ok");
+        assert_eq!(
+            c.main.sendmail_path,
+            Some(PathBuf::from("/usr/sbin/sendmail"))
+        );
+        let probe = Fake {
+            files: vec!["/usr/bin/sendmail"],
+            ..fake()
+        };
+        let c = build_with(&[main()], &probe).expect("ok");
+        assert_eq!(
+            c.main.sendmail_path,
+            Some(PathBuf::from("/usr/bin/sendmail"))
+        );
+        // Empty PATH entries skipped, one trailing slash trimmed, first executable wins.
+        let probe = Fake {
+            executables: vec!["/opt/b/sendmail", "/opt/c/sendmail"],
+            path: Some("/opt/a::/opt/b/:/opt/c"),
+            ..fake()
+        };
+        let c = build_with(&[main()], &probe).expect("ok");
+        assert_eq!(c.main.sendmail_path, Some(PathBuf::from("/opt/b/sendmail")));
+        // `auto` and empty mean discovery too.
+        for v in ["auto", ""] {
+            let c =
+                build_with(&[main_with(&format!("sendmail_path = {v}\n"))], &probe).expect("ok");
+            assert_eq!(c.main.sendmail_path, Some(PathBuf::from("/opt/b/sendmail")));
+        }
+        // An explicit one must exist; relative ones are resolved first.
+        let probe = Fake {
+            files: vec!["/home/u/bin/sm"],
+            ..fake()
+        };
+        let c = build_with(&[main_with("sendmail_path = bin/sm\n")], &probe).expect("ok");
+        assert_eq!(c.main.sendmail_path, Some(PathBuf::from("/home/u/bin/sm")));
+        let e = build_with(&[main_with("sendmail_path = /no/sm\n")], &probe)
+            .err()
+            .and_then(|e| e.first().cloned())
+            .expect("error");
+        assert_eq!(e.message, "sendmail_path \"/no/sm\" does not exist.");
+        assert_eq!((e.kind, e.line), (Kind::SendmailMissing, Some(2)));
+    }
+
+    #[test]
+    fn main_keys() {
+        let c = ok(&[main_with(
+            "config_dir = ~/cfg/\npidfile = run/d.pid\nusrsvcd_stdout = ~/logs/d.log\nusrsvcd_stderr = stdout\n",
+        )]);
+        assert_eq!(c.main.config_dir, Some(PathBuf::from("/home/u/cfg")));
+        assert_eq!(c.main.pidfile, PathBuf::from("/home/u/run/d.pid"));
+        assert_eq!(
+            c.main.usrsvcd_stdout,
+            Some(PathBuf::from("/home/u/logs/d.log"))
+        );
+        assert_eq!(c.main.usrsvcd_stderr, Some(LogTarget::Stdout));
+        let c = ok(&[main_with("usrsvcd_stderr = /var/log/e\nconfig_dir = /\n")]);
+        assert_eq!(
+            c.main.usrsvcd_stderr,
+            Some(LogTarget::Path(PathBuf::from("/var/log/e")))
+        );
+        assert_eq!(c.main.config_dir, Some(PathBuf::from("/")));
+        let e = errors(&[main_with(
+            "bogus = 1\nconfig_dir = a, b\nother = 2\n[[Sub]]\n",
+        )]);
+        let got: Vec<(Kind, Option<usize>, String)> =
+            e.into_iter().map(|e| (e.kind, e.line, e.message)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    Kind::UnknownMainKeys,
+                    Some(2),
+                    "Unknown config options in Main section: ['bogus', 'other', 'Sub']".into()
+                ),
+                (
+                    Kind::ListValue,
+                    Some(3),
+                    "Invalid value for config parameter config_dir: a list (unquoted comma); quote the value".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_come_in_the_originals_order_and_all_of_them() {
+        let e = errors(&[main_with(
+            "\
+[Program:a]
+colour = red
+proctitle_re = (x
+autostart = yes
+command = echo 'x
+maxrestarts = -1
+[[Monitoring]]
+rss_limit = -5
+bogus = 1
+[Program:b]
+command = true
+",
+        )]);
+        let got: Vec<(Kind, Option<&str>, Option<&str>)> = e
+            .iter()
+            .map(|e| (e.kind, e.section.as_deref(), e.key.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Kind::PidfileMissing, Some("Program:a"), Some("pidfile")),
+                (Kind::InvalidBool, Some("Program:a"), Some("autostart")),
+                (Kind::InvalidInt, Some("Program:a"), Some("maxrestarts")),
+                (
+                    Kind::InvalidInt,
+                    Some("Program:a"),
+                    Some("Monitoring.rss_limit")
+                ),
+                (Kind::UnknownMonitoringKeys, Some("Program:a"), None),
+                (Kind::CommandUnparsable, Some("Program:a"), Some("command")),
+                (
+                    Kind::InvalidProctitleRe,
+                    Some("Program:a"),
+                    Some("proctitle_re")
+                ),
+                (Kind::StdoutMissing, Some("Program:a"), Some("stdout")),
+                (Kind::UnknownKeys, Some("Program:a"), None),
+                (Kind::PidfileMissing, Some("Program:b"), Some("pidfile")),
+                (Kind::StdoutMissing, Some("Program:b"), Some("stdout")),
+            ]
+        );
+        assert_eq!(
+            e.get(6).map(|e| e.message.as_str()),
+            Some("Cannot parse proctitle_re: (x\nError: missing ), unterminated subpattern at position 0")
+        );
+    }
+
+    #[test]
+    fn synonyms() {
+        let c = ok(&[main_with(&format!(
+            "{PROG}max_restarts = 4\n[[Monitor]]\nrss_limit = 100\nactivityfile = act\n"
+        ))]);
+        let p = c.program("p").expect("p");
+        assert_eq!(p.maxrestarts, 4);
+        assert_eq!(p.monitoring.rss_limit, 100);
+        assert_eq!(
+            p.monitoring.activityfile,
+            Some(PathBuf::from("/home/u/act"))
+        );
+        assert!(p.monitoring.is_active());
+        let e = errors(&[main_with(&format!(
+            "{PROG}max_restarts = 4\nmaxrestarts = 4\n[[Monitor]]\n[[Monitoring]]\n"
+        ))]);
+        let got: Vec<(Kind, Option<usize>, Option<&str>)> = e
+            .iter()
+            .map(|e| (e.kind, e.line, e.key.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Kind::SynonymConflict, Some(7), Some("maxrestarts")),
+                (Kind::SynonymConflict, Some(9), Some("Monitoring")),
+            ]
+        );
+        let e = errors(&[main_with(&format!("{PROG}Monitor = x\n"))]);
+        assert_eq!(
+            e.first().map(|e| e.message.as_str()),
+            Some("Monitor must be a subsection, like [[Monitor]]")
+        );
+    }
+
+    #[test]
+    fn defaults_merge_like_the_original() {
+        let main = main_with(&format!(
+            "\
+{PROG}defaults = d
+[[Env]]
+C = pc
+A = pa
+[[Monitoring]]
+monitor_after = 1
+"
+        ));
+        let other = file(
+            "/home/u/cfg/d.cfg",
+            "\
+[DefaultSettings:d]
+max_restarts = 3
+command = ignored
+stderr = logs/d.err
+[[Env]]
+A = da
+B = db
+[[Monitoring]]
+rss_limit = 5
+",
+        );
+        let c = ok(&[main, other]);
+        let p = c.program("p").expect("p");
+        assert_eq!(p.maxrestarts, 3);
+        assert_eq!(p.command, "sleep 1000");
+        assert_eq!(p.defaults.as_deref(), Some("d"));
+        // Inherited relative paths resolve from the DefaultSettings file's directory.
+        assert_eq!(p.stderr, PathBuf::from("/home/u/cfg/logs/d.err"));
+        let env: Vec<(&str, &str)> = p
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(env, [("A", "pa"), ("B", "db"), ("C", "pc")]);
+        assert_eq!((p.monitoring.monitor_after, p.monitoring.rss_limit), (1, 5));
+    }
+
+    #[test]
+    fn errors_in_inherited_keys_point_at_the_defaults() {
+        let main = main_with(&format!("{PROG}defaults = d\nalpha = 1\n"));
+        let other = file(
+            "/home/u/cfg/d.cfg",
+            "[DefaultSettings:d]\nzeta = 1\nrestart_delay = soon\n[[Other]]\n",
+        );
+        let e = errors(&[main, other]);
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert_eq!(e[0].file, PathBuf::from("/home/u/cfg/d.cfg"));
+        assert_eq!(e[0].line, Some(3));
+        assert_eq!(
+            e[0].section.as_deref(),
+            Some("Program:p (from DefaultSettings:d)")
+        );
+        assert_eq!(
+            e[0].message,
+            "Invalid value for config parameter restart_delay. Should be a positive integer. Got soon"
+        );
+        // The original's key order: inherited scalars, the program's new scalars, subsections.
+        assert_eq!(
+            e[1].message,
+            "Unknown config options: ['zeta', 'alpha', 'Other']"
+        );
+    }
+
+    #[test]
+    fn ampersand_and_command_rules() {
+        let c = ok(&[main_with(
+            "[Program:p]\ncommand = \"  run -x &  \"\npidfile = p\nstdout = logs/o\n",
+        )]);
+        let p = c.program("p").expect("p");
+        assert_eq!(p.command, "run -x ");
+        assert_eq!(
+            c.warnings,
+            ["Warning: Program p is configured to launch in the background (ends with &) which is not supported. Disregarding final &."]
+        );
+        let e = errors(&[main_with(
+            "[Program:p]\ncommand = &\npidfile = p\nstdout = logs/o\n[Program:q]\npidfile = q\nstdout = logs/q\n",
+        )]);
+        let got: Vec<(&str, Option<usize>)> =
+            e.iter().map(|e| (e.message.as_str(), e.line)).collect();
+        assert_eq!(
+            got,
+            [
+                ("Missing command for program: \"p\"", Some(3)),
+                ("Missing command for program: \"q\"", Some(6)),
+            ]
+        );
+    }
+
+    #[test]
+    fn log_directories_must_exist() {
+        let e = errors(&[main_with(
+            "[Program:p]\ncommand = x\npidfile = p\nstdout = /nope/o\nstderr = nope/e\n",
+        )]);
+        let got: Vec<&str> = e.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            got,
+            [
+                "Program p defines a stdout path as \"/nope/o\" but the folder /nope does not exist.",
+                "Program p defines a stderr path as \"/home/u/nope/e\" but the folder /home/u/nope does not exist.",
+            ]
+        );
+    }
+
+    #[test]
+    fn plain_keys_where_sections_belong() {
+        let e = errors(&[file(
+            "/home/u/usrsvc.cfg",
+            "Main = x\nProgram:x = 1\nDefaultSettings:d = 1\n[Program:p]\ncommand = c\npidfile = p\nstdout = logs/o\ndefaults = d\n",
+        )]);
+        let got: Vec<(Kind, Option<usize>, &str)> = e
+            .iter()
+            .map(|e| (e.kind, e.line, e.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    Kind::NotASection,
+                    Some(1),
+                    "Main must be a section, like [Main]"
+                ),
+                (
+                    Kind::NotASection,
+                    Some(2),
+                    "Program:x must be a section, like [Program:x]"
+                ),
+                (
+                    Kind::NotASection,
+                    Some(8),
+                    "DefaultSettings:d must be a section, like [DefaultSettings:d]"
+                ),
+            ]
+        );
+        let e = errors(&[main_with(
+            "[Program:p]\npidfile = p\nstdout = logs/o\n[[command]]\n[[Env]]\nA = 1, 2\n[[[deep]]]\n",
+        )]);
+        let got: Vec<(Kind, Option<&str>)> = e.iter().map(|e| (e.kind, e.key.as_deref())).collect();
+        assert_eq!(
+            got,
+            [
+                (Kind::SubsectionValue, Some("command")),
+                (Kind::ListValue, Some("Env.A")),
+                (Kind::SubsectionValue, Some("Env.deep")),
+            ]
+        );
+    }
+
+    #[test]
+    fn unclosed_paren_position() {
+        assert_eq!(unclosed_paren("(unclosed"), Some(0));
+        assert_eq!(unclosed_paren("a(b)(c"), Some(4));
+        assert_eq!(unclosed_paren("((a)"), Some(0));
+        assert_eq!(unclosed_paren("\\((a"), Some(2));
+        assert_eq!(unclosed_paren("[(](a"), Some(3));
+        assert_eq!(unclosed_paren("(a)"), None);
+    }
+}

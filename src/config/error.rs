@@ -1,0 +1,266 @@
+//! Config errors: one `ConfigError` per problem, carrying the file, line, section and key it is
+//! about and the message in usrsvc 1.5.13's own wording (spec §4 and Appendix B), plus a
+//! `ConfigErrorKind` named for the condition so callers and tests need not match on text.
+//! `ConfigErrors` is the non-empty, ordered list `load` returns: the compatible CLI prints the
+//! first, `usrsvcd checkconfig` prints them all.
+//!
+//! This module only describes errors; it decides nothing about exit codes (that is `exit.rs`)
+//! and never formats timestamps or prefixes such as `ERROR in config:`.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// What went wrong, named for the condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConfigErrorKind {
+    /// The main config file does not exist.
+    FileMissing,
+    /// A config file or config_dir exists but cannot be read.
+    FileUnreadable,
+    /// A config file is not valid UTF-8.
+    InvalidUtf8,
+    /// configobj: a line that is neither a section marker nor `key = value`.
+    InvalidLine,
+    /// configobj: `Duplicate keyword name`.
+    DuplicateKey,
+    /// configobj: `Duplicate section name` (also the same program twice in one file).
+    DuplicateSection,
+    /// configobj: `[`/`]` counts differ, a section nested too deep, or an impossible nesting.
+    Nesting,
+    /// configobj: a value its value syntax rejects (e.g. an unterminated quote).
+    ValueSyntax,
+    /// configobj: an unterminated or malformed triple-quoted value.
+    MultilineValue,
+    /// `%(name)s` names an option that does not exist.
+    InterpolationMissing,
+    /// `%(a)s` refers back to itself.
+    InterpolationLoop,
+    /// `%(name)s` names a list value, or the result grows beyond any sensible size.
+    InterpolationInvalid,
+    /// The main file has no `[Main]` section.
+    MissingMain,
+    /// `Main`, `Program:x` or `DefaultSettings:x` given as a plain key instead of a section.
+    NotASection,
+    /// Unknown keys in `[Main]`.
+    UnknownMainKeys,
+    /// Unknown keys in a program.
+    UnknownKeys,
+    /// Unknown keys in `[[Monitoring]]`.
+    UnknownMonitoringKeys,
+    /// A value with an unquoted comma (a configobj list) where one value is expected.
+    ListValue,
+    /// A subsection where a value is expected.
+    SubsectionValue,
+    /// `Env` or `Monitoring` given as a value instead of a subsection.
+    NotASubsection,
+    /// Both spellings of a key given (`maxrestarts`/`max_restarts`, `Monitoring`/`Monitor`).
+    SynonymConflict,
+    /// A boolean that is neither digits nor true/false.
+    InvalidBool,
+    /// An integer that is not all digits.
+    InvalidInt,
+    /// A number that does not match the original's float syntax.
+    InvalidFloat,
+    /// An explicit `sendmail_path` that does not exist.
+    SendmailMissing,
+    /// A program without `command`, or whose command is empty.
+    MissingCommand,
+    /// A command shlex cannot split.
+    CommandUnparsable,
+    /// A program without `pidfile`.
+    PidfileMissing,
+    /// A program without `stdout`.
+    StdoutMissing,
+    /// The directory of `stdout`/`stderr` does not exist.
+    LogDirMissing,
+    /// `proctitle_re` does not compile.
+    InvalidProctitleRe,
+    /// `[Program:]`.
+    ProgramWithoutName,
+    /// The same program defined in two places.
+    DuplicateProgram,
+    /// `[DefaultSettings:]`.
+    DefaultsWithoutName,
+    /// The same DefaultSettings name defined twice.
+    DuplicateDefaults,
+    /// `defaults = x` without a `[DefaultSettings:x]`.
+    UnknownDefaults,
+}
+
+/// One problem in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub kind: ConfigErrorKind,
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    /// The section the problem is about, without brackets (`Main`, `Program:p`).
+    pub section: Option<String>,
+    /// The key, as spelled in the file; keys of a subsection are written `Env.FOO`.
+    pub key: Option<String>,
+    /// The text usrsvc 1.5.13 printed after `ERROR in config: `, where it had one.
+    pub message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(kind: ConfigErrorKind, file: impl Into<PathBuf>, message: String) -> Self {
+        ConfigError {
+            kind,
+            file: file.into(),
+            line: None,
+            section: None,
+            key: None,
+            message,
+        }
+    }
+
+    pub(crate) fn at_line(mut self, line: usize) -> Self {
+        self.line = Some(line);
+        self
+    }
+
+    pub(crate) fn in_section(mut self, section: impl Into<String>) -> Self {
+        self.section = Some(section.into());
+        self
+    }
+
+    pub(crate) fn for_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+}
+
+/// `{file}:{line}: [{section}] {key}: {message}`, leaving out the parts that are absent.
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        f.write_str(": ")?;
+        if let Some(section) = &self.section {
+            write!(f, "[{section}] ")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, "{key}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Every error found in one `load`, in a stable order: file order, and within a program the
+/// order in which usrsvc 1.5.13 checked its keys (spec §4.5). Never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// `None` when there is nothing to report.
+    pub fn from_vec(errors: Vec<ConfigError>) -> Option<ConfigErrors> {
+        if errors.is_empty() {
+            None
+        } else {
+            Some(ConfigErrors(errors))
+        }
+    }
+
+    pub fn one(error: ConfigError) -> ConfigErrors {
+        ConfigErrors(vec![error])
+    }
+
+    /// The error the original would have stopped at (always `Some`).
+    pub fn first(&self) -> Option<&ConfigError> {
+        self.0.first()
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, ConfigError> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Always false: there is always a first error.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn into_vec(self) -> Vec<ConfigError> {
+        self.0
+    }
+}
+
+impl<'a> IntoIterator for &'a ConfigErrors {
+    type Item = &'a ConfigError;
+    type IntoIter = std::slice::Iter<'a, ConfigError>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl IntoIterator for ConfigErrors {
+    type Item = ConfigError;
+    type IntoIter = std::vec::IntoIter<ConfigError>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+/// One error per line.
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_leaves_out_absent_parts() {
+        let e = ConfigError::new(
+            ConfigErrorKind::InvalidBool,
+            "/home/u/usrsvc.cfg",
+            "Unknown value for config parameter autostart: yes. Should be True/1 or False/0".into(),
+        )
+        .at_line(7)
+        .in_section("Program:p")
+        .for_key("autostart");
+        assert_eq!(
+            e.to_string(),
+            "/home/u/usrsvc.cfg:7: [Program:p] autostart: Unknown value for config parameter \
+             autostart: yes. Should be True/1 or False/0"
+        );
+        let e = ConfigError::new(
+            ConfigErrorKind::MissingMain,
+            "/home/u/usrsvc.cfg",
+            "Missing [Main] section in main config. Required.".into(),
+        );
+        assert_eq!(
+            e.to_string(),
+            "/home/u/usrsvc.cfg: Missing [Main] section in main config. Required."
+        );
+    }
+
+    #[test]
+    fn errors_list_one_per_line() {
+        let a = ConfigError::new(ConfigErrorKind::MissingMain, "/a", "one".into());
+        let b = ConfigError::new(ConfigErrorKind::MissingMain, "/b", "two".into()).at_line(3);
+        assert!(ConfigErrors::from_vec(vec![]).is_none());
+        let errs = ConfigErrors::from_vec(vec![a.clone(), b]).expect("non-empty");
+        assert_eq!(errs.first(), Some(&a));
+        assert_eq!(errs.len(), 2);
+        assert_eq!(errs.to_string(), "/a: one\n/b:3: two");
+    }
+}
