@@ -1,0 +1,113 @@
+//! Pidfiles: the format stays `<pid>\n` (other tools read them: `kill $(cat x.pid)`); writes are
+//! atomic (temp file + rename) so a concurrent reader never sees an empty or half file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// What a pidfile said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PidfileRead {
+    Missing,
+    /// Present but not a pid (empty, garbage, zero or negative).
+    Invalid,
+    /// A pid, and the file's modification time (a process that started after it cannot be the
+    /// one the file was written for).
+    Pid {
+        pid: i32,
+        written: SystemTime,
+    },
+}
+
+/// Parses a pid the way Python's `int()` did in usrsvc 1.5.13: surrounding whitespace, an
+/// optional `+`, and single underscores between digits are accepted.
+fn parse_pid(text: &str) -> Option<i32> {
+    let t = text.trim();
+    let t = t.strip_prefix('+').unwrap_or(t);
+    if t.is_empty() || t.starts_with('_') || t.ends_with('_') || t.contains("__") {
+        return None;
+    }
+    let digits: String = t.chars().filter(|c| *c != '_').collect();
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<i32>().ok().filter(|p| *p > 0)
+}
+
+pub fn read_pidfile(path: &Path) -> PidfileRead {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return if path.exists() {
+            PidfileRead::Invalid
+        } else {
+            PidfileRead::Missing
+        };
+    };
+    let written = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    match parse_pid(&text) {
+        Some(pid) => PidfileRead::Pid { pid, written },
+        None => PidfileRead::Invalid,
+    }
+}
+
+/// Writes `<pid>\n` atomically: a temp file in the same directory, renamed over the pidfile.
+pub fn write_pidfile(path: &Path, pid: i32) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "pidfile".to_owned());
+    let tmp: PathBuf = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(format!("{pid}\n").as_bytes())?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Removes a pidfile; one that is already gone is not an error.
+pub fn remove_pidfile(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_parsing_follows_python_int() {
+        assert_eq!(parse_pid("123\n"), Some(123));
+        assert_eq!(parse_pid("  +12 "), Some(12));
+        assert_eq!(parse_pid("1_2"), Some(12));
+        for bad in ["", "abc", "-5", "0", "1__2", "_1", "1.5", "99999999999"] {
+            assert_eq!(parse_pid(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn write_read_remove_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("x.pid");
+        assert_eq!(read_pidfile(&p), PidfileRead::Missing);
+        write_pidfile(&p, 4242).expect("write");
+        assert_eq!(std::fs::read_to_string(&p).expect("read"), "4242\n");
+        assert!(matches!(
+            read_pidfile(&p),
+            PidfileRead::Pid { pid: 4242, .. }
+        ));
+        std::fs::write(&p, "junk").expect("write junk");
+        assert_eq!(read_pidfile(&p), PidfileRead::Invalid);
+        remove_pidfile(&p).expect("remove");
+        remove_pidfile(&p).expect("remove again is fine");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 0);
+        assert!(write_pidfile(&dir.path().join("no/such/dir/x.pid"), 1).is_err());
+    }
+}
