@@ -74,7 +74,9 @@ impl ReturnCode {
     }
 
     pub fn from_code(code: i32) -> Option<ReturnCode> {
-        ReturnCode::ALL.into_iter().find(|rc| i32::from(rc.code()) == code)
+        ReturnCode::ALL
+            .into_iter()
+            .find(|rc| i32::from(rc.code()) == code)
     }
 
     /// `code (NAME)`, the form used in failure messages, `UNKNOWN(<v>)` for unlisted values.
@@ -105,7 +107,10 @@ mod tests {
         for rc in ReturnCode::ALL {
             assert_eq!(ReturnCode::from_code(i32::from(rc.code())), Some(rc));
         }
-        assert_eq!(ReturnCode::describe_code(137), "137 (PROGRAM_FAILED_TO_LAUNCH)");
+        assert_eq!(
+            ReturnCode::describe_code(137),
+            "137 (PROGRAM_FAILED_TO_LAUNCH)"
+        );
         assert_eq!(ReturnCode::describe_code(7), "7 (UNKNOWN(7))");
     }
 }

@@ -1,0 +1,163 @@
+//! The only code that starts or signals processes: the verbs start, stop, restart and status on
+//! one program, under that program's lock. Everything here identifies a process (pid + uid +
+//! start time + cmdline) before acting on it, and acts through a pidfd.
+
+pub mod identify;
+pub mod lock;
+pub mod report;
+pub mod signal;
+mod spawn;
+pub mod start;
+pub mod stop;
+
+use std::time::Duration;
+
+pub use identify::{find_running, Mode};
+pub use lock::{runtime_dir, LockError, ProgramLock};
+pub use report::{process_dict, Report};
+pub use spawn::program_env;
+pub use start::StartOutcome;
+
+use crate::config::{Config, ProgramConfig};
+use crate::exit::ReturnCode;
+use crate::proc::{Matcher, ProcInfo};
+
+/// The verbs of `usrsvc` on one program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Start,
+    Stop,
+    Restart,
+    Status,
+}
+
+impl Action {
+    pub fn parse(word: &str) -> Option<Action> {
+        match word {
+            "start" => Some(Action::Start),
+            "stop" => Some(Action::Stop),
+            "restart" => Some(Action::Restart),
+            "status" => Some(Action::Status),
+            _ => None,
+        }
+    }
+
+    pub fn word(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Stop => "stop",
+            Action::Restart => "restart",
+            Action::Status => "status",
+        }
+    }
+}
+
+/// What an action found or left running, for `--json` and for callers that go on from here.
+#[derive(Debug)]
+pub struct Outcome {
+    pub code: ReturnCode,
+    pub process: Option<ProcInfo>,
+}
+
+impl Outcome {
+    fn code(code: ReturnCode) -> Outcome {
+        Outcome {
+            code,
+            process: None,
+        }
+    }
+}
+
+/// How long a command waits for another one working on the same program: longer than that one
+/// can legitimately take (a stop's grace period plus a start's window), and never less than
+/// 1.5.13's 31 s.
+fn lock_timeout(prog: &ProgramConfig) -> Duration {
+    let busy = prog.term_to_kill_seconds + prog.success_seconds;
+    Duration::from_secs(31) + Duration::try_from_secs_f64(busy).unwrap_or(Duration::ZERO)
+}
+
+/// Runs `action` on the program `name`: the single-program path of `usrsvc ACTION NAME`.
+/// `status` never waits behind another command's lock: when the lock is taken it only looks.
+pub fn run(config: &Config, action: Action, name: &str, report: &dyn Report) -> Outcome {
+    let Some(prog) = config.program(name) else {
+        report.error(&format!("No such program: {name}"));
+        return Outcome::code(ReturnCode::ProgramUndefined);
+    };
+    if !prog.enabled && matches!(action, Action::Start | Action::Restart) {
+        report.error(&format!(
+            "Program {name} is currently disabled in config. Only the \"stop\" and \"status\" actions are supported on disabled programs."
+        ));
+        return Outcome::code(ReturnCode::ProgramDisabled);
+    }
+    let matcher = match Matcher::new(&prog.command, prog.useshell, prog.proctitle_re.as_deref()) {
+        Ok(m) => m,
+        Err(e) => {
+            report.error(&format!("({name}) - Cannot build a matcher: {e}"));
+            return Outcome::code(ReturnCode::InvalidConfig);
+        }
+    };
+    let lock = if action == Action::Status {
+        ProgramLock::try_acquire(name)
+    } else {
+        ProgramLock::acquire(name, lock_timeout(prog)).map(Some)
+    };
+    let lock = match lock {
+        Ok(lock) => lock,
+        Err(LockError::Timeout) => {
+            report.error(&format!(
+                "Cannot acquire lock for {name}. Is something else looping trying to access it? Try the command again."
+            ));
+            return Outcome::code(ReturnCode::TryAgain);
+        }
+        Err(e) => {
+            report.error(&format!("({name}) - {e}"));
+            return Outcome::code(ReturnCode::InsufficientPermissions);
+        }
+    };
+    let outcome = match action {
+        Action::Start => {
+            let o = start::start(prog, &matcher, report);
+            Outcome {
+                code: o.code,
+                process: o.process,
+            }
+        }
+        Action::Stop => Outcome::code(stop::stop(prog, &matcher, report)),
+        Action::Restart => {
+            stop::stop(prog, &matcher, report);
+            let o = start::start(prog, &matcher, report);
+            Outcome {
+                code: o.code,
+                process: o.process,
+            }
+        }
+        Action::Status => {
+            let mode = if lock.is_some() {
+                Mode::Repair
+            } else {
+                Mode::Observe
+            };
+            let process = find_running(prog, &matcher, mode, report);
+            match &process {
+                Some(p) => report.info(&format!("{name} is running:\n\n{}\n", process_dict(p))),
+                None => report.error(&format!("{name} is NOT running")),
+            }
+            Outcome {
+                code: if process.is_some() {
+                    ReturnCode::Success
+                } else {
+                    ReturnCode::GeneralFailure
+                },
+                process,
+            }
+        }
+    };
+    drop(lock);
+    if !outcome.code.is_success() && matches!(action, Action::Start | Action::Restart) {
+        report.error(&format!(
+            "Failed to start {name}! Err={}",
+            ReturnCode::describe_code(i32::from(outcome.code.code()))
+        ));
+    }
+    outcome
+}
