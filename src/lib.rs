@@ -1,1 +1,17 @@
+//! usrsvc: a user-level process supervisor that keeps no parent/child bond with its programs.
+//!
+//! Theory of operation. A program is started detached (its own session, default signal
+//! dispositions, fds 0–2 only) and afterwards exists on its own: it is found again through its
+//! pidfile, proven by uid + start time + cmdline, or by a scan of the user's processes for its
+//! command (`proctitle_re`), so processes started some other way are adopted too. Nothing
+//! depends on usrsvc or usrsvcd staying alive.
+//!
+//! Layers: `config` turns configobj files into a typed `Config` (no I/O but `load`); `proc`
+//! reads `/proc` and pidfiles; `control` is the only code that starts or signals processes;
+//! `cli` maps arguments and outcomes to the compatible command line; `exit` owns exit codes.
+
+pub mod cli;
 pub mod config;
+pub mod control;
+pub mod exit;
+pub mod proc;

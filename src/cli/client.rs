@@ -1,0 +1,213 @@
+//! `usrsvc ACTION NAME|all [--parallel|-P] [--json] [--config PATH] [--debug]`: the compatible
+//! command. Forms, messages and exit codes follow usrsvc 1.5.13 (spec §1.1, §2, §6.1–6.5).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use super::{config_path, early_flag, load_config, Console, Early, README, VERSION};
+use crate::config::Config;
+use crate::control::{self, Action, Outcome, Report};
+use crate::exit::ReturnCode;
+use crate::proc::ProcInfo;
+
+fn usage() -> String {
+    let cfg = config_path(None);
+    format!(
+        "Usage: usrsvc (Options) [start/stop/restart/status] [program name]
+  Performs the given action on the given program name.
+  Use \"all\" as the program name to perform the action on every configured program.
+
+Options:
+    --parallel or -P      With start/stop/restart all, act on every program at once.
+    --json                With status, print a JSON document on stdout (an object for one
+                          program, an array for \"all\").
+    --config PATH, -c     Main config file (default: $USRSVC_CONFIG, else $HOME/usrsvc.cfg).
+    --debug               Print debugging information.
+    --help                Show this message.
+    --version             Show the version.
+    --readme              Show the README.
+
+Main config file: $HOME/usrsvc.cfg ({})
+",
+        cfg.display()
+    )
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "usrsvc",
+    disable_help_flag = true,
+    disable_version_flag = true,
+    no_binary_name = true
+)]
+struct Args {
+    #[arg(long, short = 'c', value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    debug: bool,
+    #[arg(long, short = 'P')]
+    parallel: bool,
+    #[arg(long)]
+    json: bool,
+    #[arg(num_args = 0..)]
+    words: Vec<String>,
+}
+
+/// Entry point of the `usrsvc` binary.
+pub fn main(argv: Vec<String>) -> ExitCode {
+    run(argv).into()
+}
+
+fn run(argv: Vec<String>) -> ReturnCode {
+    let args: Vec<String> = argv.into_iter().skip(1).collect();
+    match early_flag(&args) {
+        Some(Early::Version) => {
+            eprintln!("usrsvc version {VERSION}");
+            return ReturnCode::HelpMessage;
+        }
+        Some(Early::Help) => {
+            eprint!("{}", usage());
+            return ReturnCode::HelpMessage;
+        }
+        Some(Early::Readme) => {
+            print!("{}", README.replace("\\_", "_"));
+            return ReturnCode::HelpMessage;
+        }
+        None => {}
+    }
+    let invalid = |console: &Console| {
+        console.error("Invalid number of arguments.");
+        eprint!("{}", usage());
+        ReturnCode::GeneralFailure
+    };
+    let parsed = Args::try_parse_from(&args);
+    let console = Console {
+        debug: parsed.as_ref().is_ok_and(|a| a.debug),
+        quiet_stdout: parsed.as_ref().is_ok_and(|a| a.json),
+    };
+    let Ok(args) = parsed else {
+        return invalid(&console);
+    };
+    if args.debug {
+        eprintln!("DEBUG ON");
+    }
+    let path = config_path(args.config.clone());
+    let config = match load_config(&path, &console) {
+        Ok(c) => c,
+        Err(errors) => {
+            if let Some(first) = errors.first() {
+                eprintln!("ERROR in config: {first}");
+            }
+            return ReturnCode::InvalidConfig;
+        }
+    };
+    let [action, name] = args.words.as_slice() else {
+        return invalid(&console);
+    };
+    let Some(action) = Action::parse(action) else {
+        console.error(&format!("Unknown action: {action}"));
+        return ReturnCode::InvalidAction;
+    };
+    if args.parallel && (name != "all" || action == Action::Status) {
+        return invalid(&console);
+    }
+    if args.json && action != Action::Status {
+        console.error("--json is only available with status.");
+        return invalid(&console);
+    }
+    if name == "all" {
+        run_all(&config, action, args.parallel, args.json, &console)
+    } else {
+        let outcome = control::run(&config, action, name, &console);
+        if args.json {
+            if let Some(prog) = config.program(name) {
+                println!("{}", status_json(&config, &prog.name, &outcome));
+            }
+        }
+        outcome.code
+    }
+}
+
+fn run_all(
+    config: &Config,
+    action: Action,
+    parallel: bool,
+    json: bool,
+    console: &Console,
+) -> ReturnCode {
+    let names: Vec<&str> = config.programs.iter().map(|p| p.name.as_str()).collect();
+    let outcomes: Vec<Outcome> = if parallel {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = names
+                .iter()
+                .map(|n| s.spawn(move || control::run(config, action, n, console)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or(Outcome {
+                        code: ReturnCode::UnknownFailure,
+                        process: None,
+                    })
+                })
+                .collect()
+        })
+    } else {
+        names
+            .iter()
+            .map(|n| control::run(config, action, n, console))
+            .collect()
+    };
+    let mut failed = false;
+    for (name, outcome) in names.iter().zip(&outcomes) {
+        if outcome.code.is_success() {
+            continue;
+        }
+        failed = true;
+        let code = ReturnCode::describe_code(i32::from(outcome.code.code()));
+        if parallel {
+            console.error(&format!("{name} exited with non-zero return code: {code}"));
+        } else {
+            console.error(&format!(
+                "{name} failed to {} with error {code}",
+                action.word()
+            ));
+        }
+    }
+    if json {
+        let docs: Vec<serde_json::Value> = names
+            .iter()
+            .zip(&outcomes)
+            .map(|(n, o)| status_json(config, n, o))
+            .collect();
+        println!("{}", serde_json::Value::Array(docs));
+    }
+    if failed {
+        ReturnCode::GeneralFailure
+    } else {
+        ReturnCode::Success
+    }
+}
+
+/// The `--json` status of one program.
+fn status_json(config: &Config, name: &str, outcome: &Outcome) -> serde_json::Value {
+    let prog = config.program(name);
+    let p: Option<&ProcInfo> = outcome.process.as_ref();
+    let start = p.map(|p| chrono::DateTime::<chrono::Local>::from(p.start_time()));
+    serde_json::json!({
+        "name": name,
+        "state": if p.is_some() { "running" } else { "stopped" },
+        "enabled": prog.map(|c| c.enabled),
+        "pid": p.map(|p| p.pid),
+        "start_time": start.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, false)),
+        "uptime": start.map(|t| {
+            let secs = (chrono::Local::now() - t).num_milliseconds() as f64 / 1000.0;
+            secs.max(0.0)
+        }),
+        "cmdline": p.map(|p| p.cmdline.clone()),
+        "rss": p.map(|p| p.rss_kb()),
+        "pidfile": prog.map(|c| c.pidfile.display().to_string()),
+    })
+}

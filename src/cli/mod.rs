@@ -1,0 +1,108 @@
+//! Argument handling and output for both binaries: the 1.5.13 command forms and exit codes,
+//! timestamped human lines, `--json`. `--help`, `--version` and `--readme` are answered before
+//! any config is read (as 1.5.3 and later did).
+
+pub mod client;
+pub mod daemon;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use crate::config::{self, Config, ConfigErrors};
+use crate::control::Report;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const README: &str = include_str!("../../README.md");
+
+/// 1.5.13's log prefix: local time as C `ctime()` without the newline.
+pub fn timestamp() -> String {
+    chrono::Local::now()
+        .format("%a %b %e %H:%M:%S %Y")
+        .to_string()
+}
+
+/// `[ctime] - text`, one whole line, written with one `write` so lines of concurrent actions
+/// (`--parallel`) never interleave within a line.
+fn write_line(mut to: impl Write, msg: &str) {
+    let mut line = format!("[{}] - {msg}", timestamp());
+    if !line.ends_with('\n') {
+        line.push('\n');
+    }
+    let _ = to.write_all(line.as_bytes());
+    let _ = to.flush();
+}
+
+/// The terminal: informational lines on stdout, errors on stderr. With `--json`, stdout carries
+/// only the JSON document, so informational lines go to stderr too.
+pub struct Console {
+    pub debug: bool,
+    pub quiet_stdout: bool,
+}
+
+impl Report for Console {
+    fn info(&self, msg: &str) {
+        if self.quiet_stdout {
+            write_line(std::io::stderr().lock(), msg);
+        } else {
+            write_line(std::io::stdout().lock(), msg);
+        }
+    }
+    fn error(&self, msg: &str) {
+        write_line(std::io::stderr().lock(), msg);
+    }
+    fn debug(&self, msg: &str) {
+        if self.debug {
+            write_line(std::io::stderr().lock(), &format!("DEBUG: {msg}"));
+        }
+    }
+}
+
+/// The user's home: `$HOME`, else the passwd entry, else `/`.
+pub fn home_dir() -> PathBuf {
+    if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        return PathBuf::from(h);
+    }
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.dir)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// The main config file: `--config`, else `$USRSVC_CONFIG`, else `$HOME/usrsvc.cfg`.
+pub fn config_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| {
+        std::env::var_os("USRSVC_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
+    .unwrap_or_else(|| home_dir().join("usrsvc.cfg"))
+}
+
+/// Loads the configuration and prints its warnings.
+pub fn load_config(path: &std::path::Path, report: &dyn Report) -> Result<Config, ConfigErrors> {
+    let cfg = config::load(path, &home_dir())?;
+    for w in &cfg.warnings {
+        report.info(w);
+    }
+    Ok(cfg)
+}
+
+/// What `--help`/`--version`/`--readme` anywhere in argv asks for.
+pub enum Early {
+    Help,
+    Version,
+    Readme,
+}
+
+pub fn early_flag(args: &[String]) -> Option<Early> {
+    if args.iter().any(|a| a == "--version") {
+        Some(Early::Version)
+    } else if args.iter().any(|a| a == "--help" || a == "-h") {
+        Some(Early::Help)
+    } else if args.iter().any(|a| a == "--readme") {
+        Some(Early::Readme)
+    } else {
+        None
+    }
+}
