@@ -133,6 +133,10 @@ impl ConfigError {
 /// `{file}:{line}: [{section}] {key}: {message}`, leaving out the parts that are absent.
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.kind == ConfigErrorKind::FileMissing {
+            // "File does not exist: <path>" already names the file (1.5.13's wording).
+            return f.write_str(&self.message);
+        }
         write!(f, "{}", self.file.display())?;
         if let Some(line) = self.line {
             write!(f, ":{line}")?;
