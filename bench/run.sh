@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Benchmark of our usrsvc against the Python usrsvc 1.5.13 (PyPI), side by side, in one run.
+#
+#   bench/run.sh                      build the release binary, then benchmark
+#   USRSVC_BIN=/path/usrsvc bench/run.sh   benchmark that binary, skip the build
+#
+# Extra arguments go to bench.py (e.g. --n-status 10 --n-scan 5 --n-start 1 for a quick try).
+# Results: stdout and target/bench-results.md. Python venv: target/bench-venv (reused).
+# See bench/README.md.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+venv="$root/target/bench-venv"
+results="$root/target/bench-results.md"
+pip_tmp=""
+
+say() { printf '[run.sh] %s\n' "$*" >&2; }
+cleanup() {
+    if [[ -n "$pip_tmp" && -d "$pip_tmp" ]]; then rm -rf -- "$pip_tmp"; fi
+}
+trap cleanup EXIT
+
+# 1. Our binary.
+if [[ -n "${USRSVC_BIN:-}" ]]; then
+    bin="$USRSVC_BIN"
+    say "USRSVC_BIN is set: using $bin, not building"
+else
+    say "building the release binary (cargo build --release in $root)"
+    (cd "$root" && cargo build --release)
+    target_dir="${CARGO_TARGET_DIR:-$root/target}"
+    [[ "$target_dir" == /* ]] || target_dir="$root/$target_dir"
+    bin="$target_dir/release/usrsvc"
+fi
+if [[ ! -x "$bin" ]]; then
+    say "ERROR: $bin is not an executable file"
+    exit 1
+fi
+
+# 2. The Python usrsvc 1.5.13, in its own venv.
+mkdir -p "$root/target"
+py_args=()
+have_python_usrsvc() {
+    [[ -x "$venv/bin/usrsvc" ]] &&
+        "$venv/bin/python3" -c 'import importlib.metadata as m, sys; sys.exit(m.version("usrsvc") != "1.5.13")' 2>/dev/null
+}
+if [[ ! -x "$venv/bin/python3" ]]; then
+    say "creating the venv $venv"
+    python3 -m venv "$venv" || say "WARNING: could not create the venv"
+fi
+if have_python_usrsvc; then
+    say "reusing usrsvc 1.5.13 in $venv"
+elif [[ -x "$venv/bin/pip" ]]; then
+    say "pip install usrsvc==1.5.13 into $venv"
+    # The sdist is built in TMPDIR; keep that out of /tmp and remove it afterwards.
+    pip_tmp="$(mktemp -d "$root/target/bench-pip-tmp.XXXXXX")"
+    if ! TMPDIR="$pip_tmp" "$venv/bin/pip" install --disable-pip-version-check --quiet \
+        --timeout 20 --retries 1 usrsvc==1.5.13; then
+        say "WARNING: pip could not install usrsvc==1.5.13 (PyPI unreachable?)"
+    fi
+    rm -rf -- "$pip_tmp"
+fi
+if have_python_usrsvc; then
+    py_args=(--py-usrsvc "$venv/bin/usrsvc")
+else
+    say "SKIPPING the Python side: usrsvc 1.5.13 is not available. Only our binary is measured."
+fi
+# The `python3 -c pass` baseline uses the interpreter the Python usrsvc runs on.
+if [[ -x "$venv/bin/python3" ]]; then py_args+=(--python "$venv/bin/python3"); fi
+
+# 3. Measure.
+say "running bench.py (about 1-2 minutes)"
+python3 "$here/bench.py" --ours "$bin" ${py_args[@]+"${py_args[@]}"} --results "$results" "$@"
