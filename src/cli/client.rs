@@ -85,7 +85,7 @@ fn run(argv: Vec<String>) -> ReturnCode {
     let parsed = Args::try_parse_from(&args);
     let console = Console {
         debug: parsed.as_ref().is_ok_and(|a| a.debug),
-        quiet_stdout: parsed.as_ref().is_ok_and(|a| a.json),
+        json: parsed.as_ref().is_ok_and(|a| a.json),
     };
     let Ok(args) = parsed else {
         return invalid(&console);

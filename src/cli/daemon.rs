@@ -73,7 +73,7 @@ fn run(argv: Vec<String>) -> ReturnCode {
     }
     let console = Console {
         debug: false,
-        quiet_stdout: false,
+        json: false,
     };
     let Ok(args) = Args::try_parse_from(&args) else {
         console.error("Too many arguments.\n");

@@ -33,22 +33,28 @@ fn write_line(mut to: impl Write, msg: &str) {
 }
 
 /// The terminal: informational lines on stdout, errors on stderr. With `--json`, stdout carries
-/// only the JSON document, so informational lines go to stderr too.
+/// only the JSON document, which says all the informational lines would; warnings and errors
+/// still go to stderr.
 pub struct Console {
     pub debug: bool,
-    pub quiet_stdout: bool,
+    pub json: bool,
 }
 
 impl Report for Console {
     fn info(&self, msg: &str) {
-        if self.quiet_stdout {
-            write_line(std::io::stderr().lock(), msg);
-        } else {
+        if !self.json {
             write_line(std::io::stdout().lock(), msg);
         }
     }
     fn error(&self, msg: &str) {
         write_line(std::io::stderr().lock(), msg);
+    }
+    fn warn(&self, msg: &str) {
+        if self.json {
+            self.error(msg);
+        } else {
+            self.info(msg);
+        }
     }
     fn debug(&self, msg: &str) {
         if self.debug {
@@ -83,7 +89,7 @@ pub fn config_path(flag: Option<PathBuf>) -> PathBuf {
 pub fn load_config(path: &std::path::Path, report: &dyn Report) -> Result<Config, ConfigErrors> {
     let cfg = config::load(path, &home_dir())?;
     for w in &cfg.warnings {
-        report.info(w);
+        report.warn(w);
     }
     Ok(cfg)
 }

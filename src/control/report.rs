@@ -7,6 +7,11 @@ use crate::proc::ProcInfo;
 pub trait Report: Sync {
     fn info(&self, msg: &str);
     fn error(&self, msg: &str);
+    /// A warning that 1.5.13 printed on stdout; sinks that keep stdout for data send it
+    /// elsewhere.
+    fn warn(&self, msg: &str) {
+        self.info(msg);
+    }
     fn debug(&self, _msg: &str) {}
 }
 
