@@ -101,7 +101,10 @@ fn accepted_cases_of_appendix_b() {
     ), "{}", r.stdout());
     let r = t.run(&["status", "p", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&r.stdout()).expect("stdout is only JSON");
-    assert!(r.stderr().contains("Disregarding final &."), "the warning moves to stderr");
+    assert!(
+        r.stderr().contains("Disregarding final &."),
+        "the warning moves to stderr"
+    );
     assert_eq!(
         v["pidfile"].as_str(),
         Some(t.path("p.pid").to_str().expect("utf8"))
