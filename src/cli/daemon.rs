@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use super::{config_path, early_flag, load_config, Console, Early, README, VERSION};
+use super::{answer_early, config_path, load_config, Console};
 use crate::control::Report;
 use crate::exit::ReturnCode;
 
@@ -56,20 +56,8 @@ pub fn main(argv: Vec<String>) -> ExitCode {
 
 fn run(argv: Vec<String>) -> ReturnCode {
     let args: Vec<String> = argv.into_iter().skip(1).collect();
-    match early_flag(&args) {
-        Some(Early::Version) => {
-            eprintln!("usrsvcd version {VERSION}");
-            return ReturnCode::HelpMessage;
-        }
-        Some(Early::Help) => {
-            eprint!("{}", usage());
-            return ReturnCode::HelpMessage;
-        }
-        Some(Early::Readme) => {
-            print!("{}", README.replace("\\_", "_"));
-            return ReturnCode::HelpMessage;
-        }
-        None => {}
+    if let Some(rc) = answer_early(&args, "usrsvcd", usage) {
+        return rc;
     }
     let console = Console {
         debug: false,

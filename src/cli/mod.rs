@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use crate::config::{self, Config, ConfigErrors};
 use crate::control::Report;
+use crate::exit::ReturnCode;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const README: &str = include_str!("../../README.md");
@@ -94,21 +95,21 @@ pub fn load_config(path: &std::path::Path, report: &dyn Report) -> Result<Config
     Ok(cfg)
 }
 
-/// What `--help`/`--version`/`--readme` anywhere in argv asks for.
-pub enum Early {
-    Help,
-    Version,
-    Readme,
-}
-
-pub fn early_flag(args: &[String]) -> Option<Early> {
+/// Answers `--version`, `--help` and `--readme` wherever they stand in argv, before any config
+/// is read (exit 138, as 1.5.13). None when argv asks for none of them.
+pub fn answer_early(
+    args: &[String],
+    binary: &str,
+    usage: impl Fn() -> String,
+) -> Option<ReturnCode> {
     if args.iter().any(|a| a == "--version") {
-        Some(Early::Version)
+        eprintln!("{binary} version {VERSION}");
     } else if args.iter().any(|a| a == "--help" || a == "-h") {
-        Some(Early::Help)
+        eprint!("{}", usage());
     } else if args.iter().any(|a| a == "--readme") {
-        Some(Early::Readme)
+        print!("{}", README.replace("\\_", "_"));
     } else {
-        None
+        return None;
     }
+    Some(ReturnCode::HelpMessage)
 }

@@ -16,7 +16,7 @@ mod inherit;
 mod interpolate;
 mod model;
 mod pattern;
-mod python;
+pub(crate) mod python;
 mod shlex;
 mod syntax;
 mod values;

@@ -1,6 +1,7 @@
 //! How control actions speak: a `Report` sink (the CLI prints timestamped lines, the daemon will
 //! log them) and the Python-`repr` process dict that 1.5.13 printed in its human messages.
 
+pub(crate) use crate::config::python::py_repr as py_str;
 use crate::proc::ProcInfo;
 
 /// Where an action's messages go. `info` is stdout in the CLI, `error` stderr.
@@ -13,35 +14,6 @@ pub trait Report: Sync {
         self.info(msg);
     }
     fn debug(&self, _msg: &str) {}
-}
-
-/// Python's `repr` of a str: single quotes unless the text has `'` and no `"`.
-pub fn py_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
 
 /// The dict usrsvc 1.5.13 printed for a process, byte for byte:

@@ -2,7 +2,10 @@
 //! real binaries run against it, and every process the test caused killed by pid on drop — even
 //! when the test fails. Each test's commands carry a unique marker (`t.sleep(n)` gives a
 //! `sleep` with a duration no other test uses) so the cleanup finds exactly its processes.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test crate uses a different part of the harness"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -169,28 +172,27 @@ impl Env {
     /// Live processes whose cmdline contains this test's marker or HOME.
     pub fn my_processes(&self) -> Vec<i32> {
         let home = self.home.display().to_string();
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            if pid == std::process::id() as i32 || !alive(pid) {
-                continue;
-            }
-            let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-                continue;
-            };
-            let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
-            if cmd.contains(&self.marker) || cmd.contains(&home) {
-                found.push(pid);
-            }
-        }
-        found
+        live_cmdlines()
+            .into_iter()
+            .filter(|(_, cmd)| cmd.contains(&self.marker) || cmd.contains(&home))
+            .map(|(pid, _)| pid)
+            .collect()
     }
+}
+
+/// Every live process but this one, with its cmdline joined by spaces.
+fn live_cmdlines() -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != me && alive(*pid))
+        .filter_map(|pid| {
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            Some((pid, String::from_utf8_lossy(&raw).replace('\0', " ")))
+        })
+        .collect()
 }
 
 impl Drop for Env {
@@ -249,27 +251,13 @@ pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Live processes whose whole cmdline (joined by spaces) is `pattern`.
 pub fn pids_matching(pattern: &str) -> Vec<i32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if !alive(pid) {
-            continue;
-        }
-        if let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) {
-            let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
-            if cmd.trim_end() == pattern {
-                found.push(pid);
-            }
-        }
-    }
-    found
+    live_cmdlines()
+        .into_iter()
+        .filter(|(_, cmd)| cmd.trim_end() == pattern)
+        .map(|(pid, _)| pid)
+        .collect()
 }
 
 pub fn read(p: &Path) -> String {
