@@ -16,7 +16,6 @@ pub use identify::{find_running, Mode};
 pub use lock::{runtime_dir, LockError, ProgramLock};
 pub use report::{process_dict, Report};
 pub use spawn::program_env;
-pub use start::StartOutcome;
 
 use crate::config::{Config, ProgramConfig};
 use crate::exit::ReturnCode;
@@ -60,7 +59,8 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn code(code: ReturnCode) -> Outcome {
+    /// An outcome without a process: a failure, or a stop.
+    pub fn no_process(code: ReturnCode) -> Outcome {
         Outcome {
             code,
             process: None,
@@ -81,19 +81,19 @@ fn lock_timeout(prog: &ProgramConfig) -> Duration {
 pub fn run(config: &Config, action: Action, name: &str, report: &dyn Report) -> Outcome {
     let Some(prog) = config.program(name) else {
         report.error(&format!("No such program: {name}"));
-        return Outcome::code(ReturnCode::ProgramUndefined);
+        return Outcome::no_process(ReturnCode::ProgramUndefined);
     };
     if !prog.enabled && matches!(action, Action::Start | Action::Restart) {
         report.error(&format!(
             "Program {name} is currently disabled in config. Only the \"stop\" and \"status\" actions are supported on disabled programs."
         ));
-        return Outcome::code(ReturnCode::ProgramDisabled);
+        return Outcome::no_process(ReturnCode::ProgramDisabled);
     }
     let matcher = match Matcher::new(&prog.command, prog.useshell, prog.proctitle_re.as_deref()) {
         Ok(m) => m,
         Err(e) => {
             report.error(&format!("({name}) - Cannot build a matcher: {e}"));
-            return Outcome::code(ReturnCode::InvalidConfig);
+            return Outcome::no_process(ReturnCode::InvalidConfig);
         }
     };
     let lock = if action == Action::Status {
@@ -107,29 +107,19 @@ pub fn run(config: &Config, action: Action, name: &str, report: &dyn Report) -> 
             report.error(&format!(
                 "Cannot acquire lock for {name}. Is something else looping trying to access it? Try the command again."
             ));
-            return Outcome::code(ReturnCode::TryAgain);
+            return Outcome::no_process(ReturnCode::TryAgain);
         }
         Err(e) => {
             report.error(&format!("({name}) - {e}"));
-            return Outcome::code(ReturnCode::InsufficientPermissions);
+            return Outcome::no_process(ReturnCode::InsufficientPermissions);
         }
     };
     let outcome = match action {
-        Action::Start => {
-            let o = start::start(prog, &matcher, report);
-            Outcome {
-                code: o.code,
-                process: o.process,
-            }
-        }
-        Action::Stop => Outcome::code(stop::stop(prog, &matcher, report)),
+        Action::Start => start::start(prog, &matcher, report),
+        Action::Stop => Outcome::no_process(stop::stop(prog, &matcher, report)),
         Action::Restart => {
             stop::stop(prog, &matcher, report);
-            let o = start::start(prog, &matcher, report);
-            Outcome {
-                code: o.code,
-                process: o.process,
-            }
+            start::start(prog, &matcher, report)
         }
         Action::Status => {
             let mode = if lock.is_some() {

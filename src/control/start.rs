@@ -17,37 +17,22 @@ use crate::control::identify::{find_running, Mode};
 use crate::control::report::{process_dict, py_str, Report};
 use crate::control::signal::{terminate_all, Pidfd};
 use crate::control::spawn::{program_argv, spawn_program};
+use crate::control::Outcome;
 use crate::exit::ReturnCode;
 use crate::proc::{self, Matcher, ProcInfo};
 
 /// How many lines of the program's stderr a failed start shows.
 const STDERR_TAIL_LINES: usize = 10;
 
-/// Outcome of a start: the code, and the program's process when it runs.
-#[derive(Debug)]
-pub struct StartOutcome {
-    pub code: ReturnCode,
-    pub process: Option<ProcInfo>,
-}
-
-impl StartOutcome {
-    fn failed(code: ReturnCode) -> Self {
-        StartOutcome {
-            code,
-            process: None,
-        }
-    }
-}
-
 /// Starts `prog` unless it already runs. The caller holds the program's lock.
-pub fn start(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> StartOutcome {
+pub fn start(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> Outcome {
     if let Some(running) = find_running(prog, matcher, Mode::Repair, report) {
         report.info(&format!(
             "Program {} is already running:\n\n{}\n",
             prog.name,
             process_dict(&running)
         ));
-        return StartOutcome {
+        return Outcome {
             code: ReturnCode::Success,
             process: Some(running),
         };
@@ -63,7 +48,7 @@ fn open_append(path: &Path) -> std::io::Result<File> {
 }
 
 /// Launches `prog` (known not to be running) and watches it for `success_seconds`.
-pub fn launch(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> StartOutcome {
+pub fn launch(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> Outcome {
     let name = &prog.name;
     report.info(&format!(
         "Starting {name} (success_seconds={:.1})",
@@ -76,7 +61,7 @@ pub fn launch(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> S
                 prog.pidfile.display(),
                 dir.display()
             ));
-            return StartOutcome::failed(ReturnCode::InsufficientPermissions);
+            return Outcome::no_process(ReturnCode::InsufficientPermissions);
         }
     }
     let stdout = match open_append(&prog.stdout) {
@@ -86,7 +71,7 @@ pub fn launch(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> S
                 "({name}) - Cannot open stdout {} for writing: {e}",
                 prog.stdout.display()
             ));
-            return StartOutcome::failed(ReturnCode::InsufficientPermissions);
+            return Outcome::no_process(ReturnCode::InsufficientPermissions);
         }
     };
     let stderr = if prog.stderr == prog.stdout {
@@ -101,7 +86,7 @@ pub fn launch(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> S
                 "({name}) - Cannot open stderr {} for writing: {e}",
                 prog.stderr.display()
             ));
-            return StartOutcome::failed(ReturnCode::InsufficientPermissions);
+            return Outcome::no_process(ReturnCode::InsufficientPermissions);
         }
     };
     let stderr_from = stderr.metadata().map(|m| m.len()).unwrap_or(0);
@@ -115,7 +100,7 @@ pub fn launch(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> S
                 "({name}) - Failed to run command ( [{}] ): {e}",
                 argv.join(", ")
             ));
-            return StartOutcome::failed(ReturnCode::ProgramFailedToLaunch);
+            return Outcome::no_process(ReturnCode::ProgramFailedToLaunch);
         }
     };
     let launched = Launched {
@@ -181,7 +166,7 @@ pub fn launch(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> S
         }
     }
     report.info(&format!("Started {name}:\n\n{}\n", process_dict(&found)));
-    StartOutcome {
+    Outcome {
         code: ReturnCode::Success,
         process: Some(found),
     }
@@ -230,7 +215,7 @@ impl Launched<'_> {
 
     /// Kills everything the launch started, shows the program's last stderr lines, and
     /// returns `code`.
-    fn fail(&self, child: &mut Child, code: ReturnCode) -> StartOutcome {
+    fn fail(&self, child: &mut Child, code: ReturnCode) -> Outcome {
         let members: Vec<Pidfd> = self
             .session_members(|_, _| true)
             .iter()
@@ -260,7 +245,7 @@ impl Launched<'_> {
                 self.prog.stderr.display()
             ));
         }
-        StartOutcome::failed(code)
+        Outcome::no_process(code)
     }
 }
 
