@@ -68,12 +68,19 @@ impl Outcome {
     }
 }
 
+/// A config value in seconds as a `Duration`. 1.5.13 accepted any size, so huge values are
+/// capped (at about a century) rather than overflowing a deadline.
+pub fn seconds(value: f64) -> Duration {
+    const CAP: Duration = Duration::from_secs(100 * 365 * 86_400);
+    Duration::try_from_secs_f64(value).map_or(CAP, |d| d.min(CAP))
+}
+
 /// How long a command waits for another one working on the same program: longer than that one
 /// can legitimately take (a stop's grace period plus a start's window), and never less than
 /// 1.5.13's 31 s.
 fn lock_timeout(prog: &ProgramConfig) -> Duration {
     let busy = prog.term_to_kill_seconds + prog.success_seconds;
-    Duration::from_secs(31) + Duration::try_from_secs_f64(busy).unwrap_or(Duration::ZERO)
+    Duration::from_secs(31) + seconds(busy)
 }
 
 /// Runs `action` on the program `name`: the single-program path of `usrsvc ACTION NAME`.

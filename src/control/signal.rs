@@ -21,19 +21,28 @@ pub struct Pidfd {
 
 impl Pidfd {
     /// Opens a pidfd for `info.pid` and proves it is still the process `info` describes (same
-    /// uid and start time, alive). None when it is gone or is now another process.
-    pub fn open_verified(info: &ProcInfo) -> Option<Pidfd> {
-        let pid = Pid::from_raw(info.pid)?;
-        let fd = rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok()?;
-        let now = proc::read_proc(info.pid)?;
+    /// uid and start time, alive). `Ok(None)` when it is gone or is now another process; an
+    /// error when pidfds cannot be had at all (Linux before 5.3, a seccomp filter).
+    pub fn open_verified(info: &ProcInfo) -> std::io::Result<Option<Pidfd>> {
+        let Some(pid) = Pid::from_raw(info.pid) else {
+            return Ok(None);
+        };
+        let fd = match rustix::process::pidfd_open(pid, PidfdFlags::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::SRCH) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(now) = proc::read_proc(info.pid) else {
+            return Ok(None);
+        };
         if now.uid != info.uid
             || now.uid != proc::my_uid()
             || now.start_ticks != info.start_ticks
             || !now.is_alive()
         {
-            return None;
+            return Ok(None);
         }
-        Some(Pidfd { pid: info.pid, fd })
+        Ok(Some(Pidfd { pid: info.pid, fd }))
     }
 
     /// Opens a pidfd on our own child (no identity question: it cannot be reaped by anyone
@@ -66,7 +75,8 @@ impl Pidfd {
 
 /// Waits until any of `fds` exits or `timeout` passes; returns the index of one that exited.
 pub fn wait_any_exit(fds: &[Pidfd], timeout: Option<Duration>) -> Option<usize> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    // A deadline too far to represent is no deadline.
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
         let mut polls: Vec<PollFd<'_>> = fds
             .iter()
@@ -91,7 +101,7 @@ pub fn wait_any_exit(fds: &[Pidfd], timeout: Option<Duration>) -> Option<usize> 
 }
 
 /// How long to wait for a SIGKILLed process to be gone.
-const AFTER_KILL: Duration = Duration::from_secs(30);
+pub const AFTER_KILL: Duration = Duration::from_secs(30);
 
 /// How a termination ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +112,8 @@ pub enum Ending {
     Killed,
     /// Was already gone, or was not the process we identified: nothing was sent.
     NoAction,
+    /// Still there after SIGKILL and a generous wait (stuck in the kernel).
+    Stuck,
 }
 
 impl Ending {
@@ -110,6 +122,7 @@ impl Ending {
             Ending::Terminated => "terminated",
             Ending::Killed => "killed",
             Ending::NoAction => "no action",
+            Ending::Stuck => "still running after SIGKILL",
         }
     }
 }
@@ -133,9 +146,12 @@ pub fn terminate(p: &Pidfd, grace: Duration) -> Ending {
         };
     }
     // A process stuck in uninterruptible sleep may outlive SIGKILL for a while; do not hang
-    // forever on it.
-    p.wait_exit(Some(AFTER_KILL));
-    Ending::Killed
+    // forever on it, and do not pretend it is gone.
+    if p.wait_exit(Some(AFTER_KILL)) {
+        Ending::Killed
+    } else {
+        Ending::Stuck
+    }
 }
 
 /// Terminates several processes together: SIGTERM to all, one shared grace period, SIGKILL to
@@ -145,9 +161,9 @@ pub fn terminate_all(fds: &[Pidfd], grace: Duration) {
         for p in fds {
             let _ = p.signal(Signal::TERM);
         }
-        let deadline = Instant::now() + grace;
+        let deadline = Instant::now().checked_add(grace);
         for p in fds {
-            p.wait_exit(Some(deadline.saturating_duration_since(Instant::now())));
+            p.wait_exit(deadline.map(|d| d.saturating_duration_since(Instant::now())));
         }
     }
     for p in fds {

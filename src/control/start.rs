@@ -17,7 +17,7 @@ use crate::control::identify::{find_running, Mode};
 use crate::control::report::{process_dict, py_str, Report};
 use crate::control::signal::{terminate_all, Pidfd};
 use crate::control::spawn::{program_argv, spawn_program};
-use crate::control::Outcome;
+use crate::control::{seconds, Outcome};
 use crate::exit::ReturnCode;
 use crate::proc::{self, Matcher, ProcInfo};
 
@@ -90,7 +90,7 @@ pub fn launch(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> O
         }
     };
     let stderr_from = stderr.metadata().map(|m| m.len()).unwrap_or(0);
-    let window = Duration::try_from_secs_f64(prog.success_seconds).unwrap_or(Duration::MAX);
+    let window = seconds(prog.success_seconds);
     let started_at = Instant::now();
     let mut child = match spawn_program(prog, stdout, stderr) {
         Ok(c) => c,
@@ -219,7 +219,7 @@ impl Launched<'_> {
         let members: Vec<Pidfd> = self
             .session_members(|_, _| true)
             .iter()
-            .filter_map(Pidfd::open_verified)
+            .filter_map(|p| Pidfd::open_verified(p).ok().flatten())
             .collect();
         if !members.is_empty() {
             self.report.error(&format!(
@@ -232,8 +232,7 @@ impl Launched<'_> {
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
-            let grace =
-                Duration::try_from_secs_f64(self.prog.term_to_kill_seconds).unwrap_or_default();
+            let grace = seconds(self.prog.term_to_kill_seconds);
             terminate_all(&members, grace);
         }
         let _ = child.kill();

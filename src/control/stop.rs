@@ -2,8 +2,6 @@
 //! wait until the process is really gone, so that a following start never sees it (1.5.13 did
 //! not wait after SIGKILL, and `restart` could adopt the dying process).
 
-use std::time::Duration;
-
 use crate::config::ProgramConfig;
 use crate::control::identify::{find_running, Mode};
 use crate::control::report::Report;
@@ -11,19 +9,36 @@ use crate::control::signal::{terminate, Ending, Pidfd};
 use crate::exit::ReturnCode;
 use crate::proc::Matcher;
 
-/// Stops `prog` if it runs. The caller holds the program's lock. Always SUCCESS, as in 1.5.13:
-/// a program that is not running is stopped.
+/// Stops `prog` if it runs. The caller holds the program's lock. SUCCESS, as in 1.5.13, also
+/// when it was not running; UNKNOWN_FAILURE only when the process survived SIGKILL.
 pub fn stop(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> ReturnCode {
     let Some(running) = find_running(prog, matcher, Mode::Repair, report) else {
         report.info(&format!("{} was not running.", prog.name));
         return ReturnCode::Success;
     };
     report.info(&format!("Stopping {} [{}]", prog.name, running.pid));
-    let grace = Duration::try_from_secs_f64(prog.term_to_kill_seconds).unwrap_or(Duration::MAX);
+    let grace = crate::control::seconds(prog.term_to_kill_seconds);
     let ending = match Pidfd::open_verified(&running) {
-        Some(fd) => terminate(&fd, grace),
-        None => Ending::NoAction,
+        Ok(Some(fd)) => terminate(&fd, grace),
+        Ok(None) => Ending::NoAction,
+        Err(e) => {
+            // Without a pidfd there is no race-free way to signal it: refuse, keep the pidfile.
+            report.error(&format!(
+                "({}) - Cannot open a pidfd for pid {} (Linux 5.3 or later is required): {e}",
+                prog.name, running.pid
+            ));
+            return ReturnCode::UnknownFailure;
+        }
     };
+    if ending == Ending::Stuck {
+        report.error(&format!(
+            "{} [{}] is still running {} s after SIGKILL; its pidfile is kept.",
+            prog.name,
+            running.pid,
+            crate::control::signal::AFTER_KILL.as_secs()
+        ));
+        return ReturnCode::UnknownFailure;
+    }
     if let Err(e) = crate::control::identify::remove_pidfile(prog) {
         report.error(&format!(
             "({}) Unable to remove pidfile {}: {e}",

@@ -155,7 +155,7 @@ struct Shebang {
 
 fn read_shebang(path: &Path) -> Option<Shebang> {
     let mut head = [0u8; 256];
-    let mut f = std::fs::File::open(path).ok()?;
+    let mut f = super::pidfile::open_regular(path).ok()?;
     let len = f.read(&mut head).ok()?;
     parse_shebang(&head[..len])
 }

@@ -1,7 +1,8 @@
 //! Pidfiles: the format stays `<pid>\n` (other tools read them: `kill $(cat x.pid)`); writes are
 //! atomic (temp file + rename) so a concurrent reader never sees an empty or half file.
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -34,17 +35,34 @@ fn parse_pid(text: &str) -> Option<i32> {
     digits.parse::<i32>().ok().filter(|p| *p > 0)
 }
 
+/// Opens a small regular file for reading without ever blocking: a FIFO or device planted at
+/// the path must not hang the caller (while it may hold a program's lock).
+pub(crate) fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(f)
+}
+
 pub fn read_pidfile(path: &Path) -> PidfileRead {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return if path.exists() {
-            PidfileRead::Invalid
-        } else {
-            PidfileRead::Missing
-        };
+    let f = match open_regular(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return PidfileRead::Missing,
+        Err(_) => return PidfileRead::Invalid,
     };
-    let written = std::fs::metadata(path)
+    let written = f
+        .metadata()
         .and_then(|m| m.modified())
         .unwrap_or(SystemTime::UNIX_EPOCH);
+    // A pid is a few bytes; whatever is larger is not a pidfile.
+    let mut text = String::new();
+    if f.take(256).read_to_string(&mut text).is_err() {
+        return PidfileRead::Invalid;
+    }
     match parse_pid(&text) {
         Some(pid) => PidfileRead::Pid { pid, written },
         None => PidfileRead::Invalid,
@@ -104,6 +122,9 @@ mod tests {
             PidfileRead::Pid { pid: 4242, .. }
         ));
         std::fs::write(&p, "junk").expect("write junk");
+        assert_eq!(read_pidfile(&p), PidfileRead::Invalid);
+        std::fs::remove_file(&p).expect("rm");
+        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
         assert_eq!(read_pidfile(&p), PidfileRead::Invalid);
         remove_pidfile(&p).expect("remove");
         remove_pidfile(&p).expect("remove again is fine");
