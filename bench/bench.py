@@ -166,11 +166,11 @@ class Bench:
         with open(os.path.join(h, "usrsvc.cfg"), "w") as f:
             f.write(self.config)
         # A clean, identical environment for every measured command (as in spec 12). HOME
-        # selects the config for both tools; XDG_RUNTIME_DIR holds our lock directory; TMPDIR
+        # selects the config for both tools; USRSVC_RUNTIME_DIR holds our lock directory; TMPDIR
         # holds the Python tool's lock directories (tempfile.gettempdir()).
         self.env = {
             "HOME": h,
-            "XDG_RUNTIME_DIR": f"{h}/run",
+            "USRSVC_RUNTIME_DIR": f"{h}/run",
             "TMPDIR": f"{h}/tmp",
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "LANG": "C.UTF-8",

@@ -617,3 +617,49 @@ fn a_shell_command_is_matched_through_its_child() {
     let pid = t.pid_of("sh_and").expect("pidfile");
     assert_eq!(common::pids_matching(&t.sleep(1)), [pid]);
 }
+
+#[test]
+fn the_lock_does_not_depend_on_xdg_runtime_dir() {
+    // cron, su and units set XDG_RUNTIME_DIR differently or not at all; they must still meet
+    // at the same lock.
+    let t = Env::new();
+    // Without a scan, only the lock can keep a second start from launching a second copy.
+    let name = format!("xdg{}", t.marker);
+    t.programs(&[t.program(
+        &name,
+        &t.sleep(1),
+        "success_seconds = 1\nscan_for_process = false",
+    )]);
+    let spawned: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|xdg| {
+            t.command("usrsvc", &["start", &name])
+                // The default runtime directory, as users get it.
+                .env_remove("USRSVC_RUNTIME_DIR")
+                .env("XDG_RUNTIME_DIR", t.path(xdg))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for c in spawned {
+        let out = c.wait_with_output().expect("wait");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(common::pids_matching(&t.sleep(1)).len(), 1);
+    t.run(&["stop", &name]).expect_code(0);
+    let shared = format!("/tmp/usrsvc-{}", my_uid());
+    let _ = std::fs::remove_file(format!("{shared}/lock.{name}"));
+    let _ = std::fs::remove_file(format!("{shared}/ident.{name}"));
+}
+
+fn my_uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}

@@ -26,13 +26,18 @@ pub enum LockError {
     Timeout,
 }
 
-/// The private directory for locks and runtime state: `$XDG_RUNTIME_DIR/usrsvc` when that is
-/// set, else `/tmp/usrsvc-<uid>`. Created 0700; refused unless it is a real directory owned by
-/// the user and closed to others (a directory planted by another user must not be trusted).
+/// The private directory for locks and start-time records: `/tmp/usrsvc-<uid>`, or
+/// `$USRSVC_RUNTIME_DIR` when that is set (for tests and containers; every invocation must then
+/// see the same value). It depends on nothing else in the environment on purpose: a login
+/// shell, cron, `su` and a systemd unit all set `XDG_RUNTIME_DIR` differently or not at all,
+/// and a lock that two invocations find in different places locks nothing.
+///
+/// Created 0700; refused unless it is a real directory owned by the user and closed to others
+/// (a directory planted by another user must not be trusted).
 pub fn runtime_dir() -> Result<PathBuf, LockError> {
     let uid = crate::proc::my_uid();
-    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
-        Some(base) => PathBuf::from(base).join("usrsvc"),
+    let dir = match std::env::var_os("USRSVC_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
         None => PathBuf::from(format!("/tmp/usrsvc-{uid}")),
     };
     let fail = |reason: String| LockError::RuntimeDir {

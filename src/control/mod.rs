@@ -110,6 +110,11 @@ pub fn run(config: &Config, action: Action, name: &str, report: &dyn Report) -> 
     };
     let lock = match lock {
         Ok(lock) => lock,
+        // Looking needs no lock: a status still answers when the runtime directory is unusable.
+        Err(e) if action == Action::Status => {
+            report.debug(&format!("({name}) - no lock, only observing: {e}"));
+            None
+        }
         Err(LockError::Timeout) => {
             report.error(&format!(
                 "Cannot acquire lock for {name}. Is something else looping trying to access it? Try the command again."

@@ -137,7 +137,8 @@ impl Env {
         let mut c = Command::new(bin(bin_name));
         c.args(args)
             .env("HOME", &self.home)
-            .env("XDG_RUNTIME_DIR", self.home.join("run"))
+            .env("USRSVC_RUNTIME_DIR", self.home.join("run"))
+            .env_remove("XDG_RUNTIME_DIR")
             .env_remove("USRSVC_CONFIG")
             .current_dir(&self.home);
         c
