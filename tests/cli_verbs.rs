@@ -663,3 +663,50 @@ fn my_uid() -> u32 {
     // SAFETY: getuid has no preconditions and cannot fail.
     unsafe { libc::getuid() }
 }
+
+#[test]
+fn a_usrsvc_command_is_never_taken_for_the_program() {
+    // `proctitle_re = NAME` also matches `usrsvc start NAME`: a queued usrsvc command must not
+    // be adopted (and then signalled) as the program.
+    let t = Env::new();
+    let name = format!("worker{}", t.marker);
+    t.programs(&[t.program(
+        &name,
+        &format!("sleep {}1", t.marker),
+        &format!("proctitle_re = {name}|sleep {}1", t.marker),
+    )]);
+    // Hold the program's lock so that the commands below queue behind it.
+    // (Through a symlink with a neutral name: the holder's own cmdline must not match.)
+    let lock = t.path(&format!("run/lock.{name}"));
+    std::fs::write(&lock, "").expect("create lock file");
+    std::os::unix::fs::symlink(&lock, t.path("l")).expect("symlink");
+    let mut holder = std::process::Command::new("flock")
+        .arg(t.path("l"))
+        .args(["sleep", "3"])
+        .spawn()
+        .expect("flock");
+    assert!(wait_for(LONG, || {
+        std::fs::read_to_string("/proc/locks").is_ok_and(|l| l.lines().count() > 0)
+            && common::pids_matching("sleep 3")
+                .iter()
+                .any(|p| stat_field(*p, 4) == Some(holder.id().to_string()))
+    }));
+    let start = t
+        .command("usrsvc", &["start", &name])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn start");
+    let r = t.run(&["status", &name]);
+    assert!(!r.stdout().contains("Matched"), "{}", r.all());
+    r.expect_code(1);
+    let out = start.wait_with_output().expect("start");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Started"));
+    holder.wait().expect("flock");
+}

@@ -93,6 +93,9 @@ fn stale_reason(
     if !m.matches(info.pid, &info.cmdline) {
         return Some(format!("it does not match {}", m.describe()));
     }
+    if proc::is_usrsvc(info.pid) {
+        return Some("it is a usrsvc process, not the program".into());
+    }
     match recorded.filter(|r| r.pid == info.pid) {
         Some(r) if r.start_ticks != info.start_ticks => Some(
             "its start time is not the one recorded for the program (the pid was reused)".into(),
@@ -158,9 +161,11 @@ pub fn find_running(
     if !prog.scan_for_process {
         return None;
     }
-    let found = proc::scan_user(proc::my_uid(), |pid, argv| matcher.matches(pid, argv))
-        .into_iter()
-        .next()?;
+    let found = proc::scan_user(proc::my_uid(), |pid, argv| {
+        matcher.matches(pid, argv) && !proc::is_usrsvc(pid)
+    })
+    .into_iter()
+    .next()?;
     report.info(&format!(
         "Matched {} from running process:\n\n{}\n",
         prog.name,
@@ -193,18 +198,19 @@ mod tests {
     use super::*;
     use std::time::{Duration, SystemTime};
 
-    fn me_running(argv: &[&str]) -> ProcInfo {
-        let info = proc::read_proc(std::process::id() as i32).expect("self");
-        ProcInfo {
-            cmdline: argv.iter().map(|a| (*a).to_owned()).collect(),
-            ..info
-        }
-    }
-
     #[test]
     fn recorded_start_time_decides_over_the_pidfile_mtime() {
-        let m = Matcher::new("prog x", false, None).expect("matcher");
-        let info = me_running(&["prog", "x"]);
+        let mut child = std::process::Command::new("sleep")
+            .arg("30.25")
+            .spawn()
+            .expect("spawn sleep");
+        let m = Matcher::new("sleep 30.25", false, None).expect("matcher");
+        let mut info = proc::read_proc(child.id() as i32).expect("child");
+        // Right after spawn the new argv may not be set up yet.
+        while info.cmdline.is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+            info = proc::read_proc(child.id() as i32).expect("child");
+        }
         let long_ago = SystemTime::now() - Duration::from_secs(365 * 86400);
         let right = Recorded {
             pid: info.pid,
@@ -232,5 +238,13 @@ mod tests {
         assert!(stale_reason(&info, SystemTime::now(), None, &m2)
             .expect("stale")
             .contains("does not match"));
+        // The test binary itself is never the program, whatever it matches.
+        let me = proc::read_proc(std::process::id() as i32).expect("self");
+        let m3 = Matcher::new("x", false, Some(".")).expect("matcher");
+        assert!(stale_reason(&me, SystemTime::now(), None, &m3)
+            .expect("stale")
+            .contains("usrsvc process"));
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }

@@ -209,6 +209,34 @@ pub fn rss_kb(pid: i32) -> Option<u64> {
     Some(pages * page_size_kb())
 }
 
+/// Whether `pid` runs usrsvc itself (this binary, or any `usrsvc`/`usrsvcd`): a user's
+/// `proctitle_re` such as `myworker` also matches `usrsvc start myworker`, and a queued usrsvc
+/// command must never be adopted, and then signalled, as the program.
+pub fn is_usrsvc(pid: i32) -> bool {
+    let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
+        return false;
+    };
+    let name = exe
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = name.strip_suffix(" (deleted)").unwrap_or(&name);
+    if name == "usrsvc" || name == "usrsvcd" {
+        return true;
+    }
+    // Also this very binary under another name (a copy, a test build).
+    match (
+        std::fs::metadata(format!("/proc/{pid}/exe")),
+        std::fs::metadata("/proc/self/exe"),
+    ) {
+        (Ok(a), Ok(b)) => {
+            use std::os::unix::fs::MetadataExt;
+            a.dev() == b.dev() && a.ino() == b.ino()
+        }
+        _ => false,
+    }
+}
+
 /// Every numeric entry of `/proc`, ascending.
 pub fn list_pids() -> Vec<i32> {
     let mut pids: Vec<i32> = match std::fs::read_dir("/proc") {
