@@ -127,21 +127,7 @@ fn run_all(
 ) -> ReturnCode {
     let names: Vec<&str> = config.programs.iter().map(|p| p.name.as_str()).collect();
     let outcomes: Vec<Outcome> = if parallel {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = names
-                .iter()
-                .map(|n| s.spawn(move || control::run(config, action, n, console)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or(Outcome {
-                        code: ReturnCode::UnknownFailure,
-                        process: None,
-                    })
-                })
-                .collect()
-        })
+        run_in_parallel(config, action, &names, console)
     } else {
         names
             .iter()
@@ -177,6 +163,47 @@ fn run_all(
     } else {
         ReturnCode::Success
     }
+}
+
+/// `--parallel`: one `usrsvc ACTION NAME` process per program, all at once (as 1.5.13 forked
+/// one per program). Separate processes, not threads: each start makes its process the
+/// subreaper of what it launches, and a failed start cleans up everything that came back to
+/// it — which must be only its own program's processes.
+fn run_in_parallel(
+    config: &Config,
+    action: Action,
+    names: &[&str],
+    console: &Console,
+) -> Vec<Outcome> {
+    let children: Vec<std::io::Result<std::process::Child>> = names
+        .iter()
+        .map(|name| {
+            let mut cmd = std::process::Command::new("/proc/self/exe");
+            std::os::unix::process::CommandExt::arg0(&mut cmd, "usrsvc");
+            cmd.arg("--config").arg(&config.main_file);
+            if console.debug {
+                cmd.arg("--debug");
+            }
+            cmd.args([action.word(), "--", name]).spawn()
+        })
+        .collect();
+    names
+        .iter()
+        .zip(children)
+        .map(|(name, child)| {
+            let code = match child.and_then(|mut c| c.wait()) {
+                Ok(status) => status
+                    .code()
+                    .and_then(ReturnCode::from_code)
+                    .unwrap_or(ReturnCode::UnknownFailure),
+                Err(e) => {
+                    console.error(&format!("Cannot run usrsvc {} {name}: {e}", action.word()));
+                    ReturnCode::UnknownFailure
+                }
+            };
+            Outcome::no_process(code)
+        })
+        .collect()
 }
 
 /// The `--json` status of one program.

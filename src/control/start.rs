@@ -5,9 +5,9 @@
 //! their parent now is — and says why: exit status or signal, and the program's last stderr
 //! lines (1.5.13 left the processes running and said only "exited with code=N").
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -20,6 +20,7 @@ use crate::control::spawn::{program_argv, spawn_program};
 use crate::control::{seconds, Outcome};
 use crate::exit::ReturnCode;
 use crate::proc::{self, Matcher, ProcInfo};
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 
 /// How many lines of the program's stderr a failed start shows.
 const STDERR_TAIL_LINES: usize = 10;
@@ -91,6 +92,13 @@ pub fn launch(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> O
     };
     let stderr_from = stderr.metadata().map(|m| m.len()).unwrap_or(0);
     let window = seconds(prog.success_seconds);
+    // As a subreaper, usrsvc gets back every process the launch orphans, even one that left
+    // the session (`setsid`): a failed start can then find and stop it. When usrsvc exits,
+    // they pass on to init as before. Our descendants from before this launch are not its.
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+    let before = our_descendants(&proc::scan_user(proc::my_uid(), |_, _| true))
+        .map(|p| (p.pid, p.start_ticks))
+        .collect();
     let started_at = Instant::now();
     let mut child = match spawn_program(prog, stdout, stderr) {
         Ok(c) => c,
@@ -109,6 +117,7 @@ pub fn launch(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> O
         kind: if prog.useshell { "shell" } else { "process" },
         stderr_from,
         report,
+        before,
     };
     let pidfd = match Pidfd::for_child(child.id()) {
         Ok(fd) => fd,
@@ -119,14 +128,22 @@ pub fn launch(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> O
     };
     let mut exited_ok = false;
     if pidfd.wait_exit(Some(window)) {
-        let status = child.wait();
+        // WNOWAIT: the exited child stays a zombie, so its pid (the id of the session it
+        // created) cannot be reused by an unrelated process while we still look for, or
+        // clean up, what it started.
+        let status = waitid(
+            Id::Pid(nix::unistd::Pid::from_raw(launched.child_pid)),
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
+        );
         match status {
-            Ok(s) if s.success() => exited_ok = true,
+            Ok(WaitStatus::Exited(_, 0)) => exited_ok = true,
             Ok(s) => {
-                let why = match (s.code(), s.signal()) {
-                    (Some(code), _) => format!("exited with code={code}"),
-                    (None, Some(sig)) => format!("was killed by signal {}", signal_name(sig)),
-                    _ => format!("ended with status {s}"),
+                let why = match s {
+                    WaitStatus::Exited(_, code) => format!("exited with code={code}"),
+                    WaitStatus::Signaled(_, sig, _) => {
+                        format!("was killed by signal {}", sig.as_str())
+                    }
+                    other => format!("ended with status {other:?}"),
                 };
                 report.error(&format!("({name}) - Parent {} {why}", launched.kind));
                 return launched.fail(&mut child, ReturnCode::ProgramFailedToLaunch);
@@ -165,6 +182,10 @@ pub fn launch(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> O
             return launched.fail(&mut child, ReturnCode::InsufficientPermissions);
         }
     }
+    if exited_ok {
+        // Nothing needs its pid any more: the session id lives on in the program's process.
+        let _ = child.wait();
+    }
     report.info(&format!("Started {name}:\n\n{}\n", process_dict(&found)));
     Outcome {
         code: ReturnCode::Success,
@@ -176,24 +197,51 @@ pub fn launch(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> O
 struct Launched<'a> {
     prog: &'a ProgramConfig,
     /// The launched process; it leads the new session, so its pid is the session id of every
-    /// process it started that did not leave the session.
+    /// process it started that did not leave the session. Not reaped before the end of the
+    /// launch, so that id stays ours.
     child_pid: i32,
     kind: &'static str,
     stderr_from: u64,
     report: &'a dyn Report,
+    /// Our descendants (pid, start ticks) from before the launch.
+    before: HashSet<(i32, u64)>,
+}
+
+/// The processes in `all` that descend from the calling process.
+fn our_descendants(all: &[ProcInfo]) -> impl Iterator<Item = &ProcInfo> {
+    let mut tree: HashSet<i32> = HashSet::from([std::process::id() as i32]);
+    // Parents can have larger pids than their children (pid wrap): grow to a fixpoint.
+    loop {
+        let size = tree.len();
+        for p in all {
+            if tree.contains(&p.ppid) {
+                tree.insert(p.pid);
+            }
+        }
+        if tree.len() == size {
+            break;
+        }
+    }
+    all.iter().filter(move |p| tree.contains(&p.pid))
 }
 
 impl Launched<'_> {
-    /// Processes of ours in the launched session, alive, lowest pid first.
-    fn session_members(&self, keep: impl FnMut(i32, &[String]) -> bool) -> Vec<ProcInfo> {
-        proc::scan_user(proc::my_uid(), keep)
-            .into_iter()
-            .filter(|p| p.session == self.child_pid)
+    /// Every live process this launch started, lowest pid first: its session, and whatever
+    /// came back to us as orphans after the launch began.
+    fn processes(&self, matching: Option<&Matcher>) -> Vec<ProcInfo> {
+        let all = proc::scan_user(proc::my_uid(), |_, _| true);
+        let ours: HashSet<i32> = our_descendants(&all)
+            .filter(|p| !self.before.contains(&(p.pid, p.start_ticks)))
+            .map(|p| p.pid)
+            .collect();
+        all.into_iter()
+            .filter(|p| p.session == self.child_pid || ours.contains(&p.pid))
+            .filter(|p| matching.is_none_or(|m| m.matches(p.pid, &p.cmdline)))
             .collect()
     }
 
     /// The program: the launched process itself when it matches (the common case), else the
-    /// first matching process of its session (a shell's child).
+    /// first matching process the launch started (a shell's child, a daemon's).
     fn find_program(&self, matcher: &Matcher) -> Option<ProcInfo> {
         // Right after exec the kernel has woken us before it set up the new argv, so an
         // empty cmdline of a live process means "not yet": look again, briefly.
@@ -208,35 +256,39 @@ impl Launched<'_> {
                 _ => break,
             }
         }
-        self.session_members(|pid, argv| matcher.matches(pid, argv))
-            .into_iter()
-            .next()
+        self.processes(Some(matcher)).into_iter().next()
     }
 
     /// Kills everything the launch started, shows the program's last stderr lines, and
-    /// returns `code`.
+    /// returns `code`. Rounds repeat while processes remain: one may fork between the scan
+    /// and the signal.
     fn fail(&self, child: &mut Child, code: ReturnCode) -> Outcome {
-        let members: Vec<Pidfd> = self
-            .session_members(|_, _| true)
-            .iter()
-            .filter_map(|p| Pidfd::open_verified(p).ok().flatten())
-            .collect();
-        if !members.is_empty() {
+        let mut grace = seconds(self.prog.term_to_kill_seconds);
+        for _ in 0..CLEANUP_ROUNDS {
+            let left: Vec<Pidfd> = self
+                .processes(None)
+                .iter()
+                .filter_map(|p| Pidfd::open_verified(p).ok().flatten())
+                .collect();
+            if left.is_empty() {
+                break;
+            }
             self.report.error(&format!(
                 "({}) - Stopping {} process(es) left by the failed start: {}",
                 self.prog.name,
-                members.len(),
-                members
-                    .iter()
+                left.len(),
+                left.iter()
                     .map(|m| m.pid.to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
-            let grace = seconds(self.prog.term_to_kill_seconds);
-            terminate_all(&members, grace);
+            terminate_all(&left, grace);
+            // Latecomers get no second grace period.
+            grace = Duration::ZERO;
         }
         let _ = child.kill();
         let _ = child.wait();
+        reap_zombie_children();
         if let Some(tail) = read_tail(&self.prog.stderr, self.stderr_from) {
             self.report.error(&format!(
                 "({}) - Last lines of {}:\n{tail}",
@@ -245,6 +297,19 @@ impl Launched<'_> {
             ));
         }
         Outcome::no_process(code)
+    }
+}
+
+/// How many kill rounds a failed start's cleanup makes at most.
+const CLEANUP_ROUNDS: usize = 10;
+
+/// Collects the exit status of children that have exited: the orphans a subreaper inherits
+/// are its children too, and should not linger as zombies while usrsvc runs.
+fn reap_zombie_children() {
+    while let Ok(status) = nix::sys::wait::waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
     }
 }
 
@@ -269,10 +334,4 @@ fn read_tail(path: &Path, from: u64) -> Option<String> {
             .collect::<Vec<_>>()
             .join("\n"),
     )
-}
-
-fn signal_name(sig: i32) -> String {
-    nix::sys::signal::Signal::try_from(sig)
-        .map(|s| s.as_str().to_owned())
-        .unwrap_or_else(|_| sig.to_string())
 }
