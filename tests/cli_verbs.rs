@@ -827,3 +827,37 @@ fn parallel_actions_run_each_program_in_its_own_process() {
     t.run(&["stop", "all", "--parallel"]).expect_code(0);
     assert!(t.my_processes().is_empty());
 }
+
+#[test]
+fn a_program_that_rewrites_its_title_is_recognised() {
+    // perl's `$0 = ...` leaves one argument with spaces; 1.5.13 matched it by its end.
+    if std::process::Command::new("perl")
+        .arg("-e1")
+        .status()
+        .is_err()
+    {
+        eprintln!("SKIPPED: no perl");
+        return;
+    }
+    let t = Env::new();
+    let script = t.script(
+        "titled.pl",
+        &format!(
+            "#!/usr/bin/perl\n$0 = \"worker: master process $0 --nap {m}\";\nsleep 1 while 1;\n",
+            m = t.marker
+        ),
+    );
+    let command = format!("{} --nap {}", script.display(), t.marker);
+    t.programs(&[t.program("titled", &command, "")]);
+    t.run(&["start", "titled"]).expect_code(0);
+    let pid = t.pid_of("titled").expect("pidfile");
+    std::fs::remove_file(t.path("pids/titled.pid")).expect("rm pidfile");
+    let r = t.run(&["status", "titled"]);
+    r.expect_code(0);
+    assert!(
+        r.stdout().contains("worker: master process"),
+        "{}",
+        r.stdout()
+    );
+    assert_eq!(t.pid_of("titled"), Some(pid), "found again by scan");
+}

@@ -105,6 +105,11 @@ fn argv_matches(cmd: &[String], argv: &[String], pid: i32) -> bool {
     let (Some(prog), Some(exe)) = (cmd.first(), argv.first()) else {
         return false;
     };
+    if let [title] = argv {
+        if title.contains(' ') && title_matches(title, &cmd.join(" ")) {
+            return true;
+        }
+    }
     let n = cmd.len();
     if argv.len() == n && argv[1..] == cmd[1..] && same_program(exe, prog) {
         return true;
@@ -125,6 +130,17 @@ fn argv_matches(cmd: &[String], argv: &[String], pid: i32) -> bool {
         && argv[1..script_at]
             .iter()
             .all(|a| a.starts_with('-') || Some(a.as_str()) == shebang.argument.as_deref())
+}
+
+/// A process that rewrote its title (perl's `$0`, setproctitle, nginx) shows one argument with
+/// spaces, e.g. `worker: master process /x/worker.pl --foo`. As 1.5.13 did, such a title is
+/// the program when it ends with the command — at a word boundary here.
+fn title_matches(title: &str, command: &str) -> bool {
+    let title = title.trim_end();
+    match title.strip_suffix(command) {
+        Some(before) => before.is_empty() || before.ends_with(char::is_whitespace),
+        None => false,
+    }
 }
 
 /// Where the script a process runs lives: relative names are relative to that process's cwd.
@@ -201,8 +217,19 @@ mod tests {
         assert!(!m.matches(1, &v(&["nohup", "sleep", "1000"])));
         assert!(!m.matches(1, &v(&["sleep", "10000"])));
         assert!(!m.matches(1, &v(&["sleep", "1000", "x"])));
-        assert!(!m.matches(1, &v(&["sleep 1000"])));
+        // One argument with spaces is a rewritten title: it ends with the command.
+        assert!(m.matches(1, &v(&["sleep 1000"])));
         assert!(!m.matches(1, &[]));
+    }
+
+    #[test]
+    fn a_rewritten_title_ending_with_the_command_matches() {
+        let m = Matcher::new("/x/worker.pl --foo", false, None).expect("matcher");
+        assert!(m.matches(1, &v(&["worker: master process /x/worker.pl --foo"])));
+        assert!(m.matches(1, &v(&["worker: /x/worker.pl --foo   "])));
+        assert!(!m.matches(1, &v(&["worker: /y/x/worker.pl --foo-bar"])));
+        assert!(!m.matches(1, &v(&["worker:/x/worker.pl --foo"])));
+        assert!(!m.matches(1, &v(&["/x/worker.pl --foo --more"])));
     }
 
     #[test]
