@@ -95,6 +95,13 @@ fn status_json_describes_the_process() {
         Some(t.path("pids/j.pid").to_str().expect("utf8"))
     );
 
+    assert_eq!(v["error"], serde_json::Value::Null);
+
+    let r = t.run(&["status", "ghost", "--json"]);
+    r.expect_code(133);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout()).expect("json");
+    assert_eq!(v["error"], "PROGRAM_UNDEFINED");
+
     let r = t.run(&["status", "all", "--json"]);
     r.expect_code(0);
     let v: serde_json::Value = serde_json::from_str(&r.stdout()).expect("json");

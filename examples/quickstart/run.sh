@@ -4,7 +4,7 @@
 set -e
 cd "$(dirname "$0")/../.."
 cargo build --release --quiet
-usrsvc="./target/release/usrsvc --config examples/quickstart/usrsvc.cfg"
+usrsvc="${CARGO_TARGET_DIR:-./target}/release/usrsvc --config examples/quickstart/usrsvc.cfg"
 $usrsvc start demo
 $usrsvc status demo
 $usrsvc status demo --json

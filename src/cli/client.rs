@@ -110,9 +110,7 @@ fn run(argv: Vec<String>) -> ReturnCode {
     } else {
         let outcome = control::run(&config, action, name, &console);
         if args.json {
-            if let Some(prog) = config.program(name) {
-                println!("{}", status_json(&config, &prog.name, &outcome));
-            }
+            println!("{}", status_json(&config, name, &outcome));
         }
         outcome.code
     }
@@ -211,8 +209,14 @@ fn status_json(config: &Config, name: &str, outcome: &Outcome) -> serde_json::Va
     let prog = config.program(name);
     let p: Option<&ProcInfo> = outcome.process.as_ref();
     let start = p.map(|p| chrono::DateTime::<chrono::Local>::from(p.start_time()));
+    // A status that could not be determined must not read as "stopped".
+    let error = match outcome.code {
+        ReturnCode::Success | ReturnCode::GeneralFailure => None,
+        other => Some(other.name()),
+    };
     serde_json::json!({
         "name": name,
+        "error": error,
         "state": if p.is_some() { "running" } else { "stopped" },
         "enabled": prog.map(|c| c.enabled),
         "pid": p.map(|p| p.pid),
