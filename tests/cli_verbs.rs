@@ -868,3 +868,44 @@ fn a_program_that_rewrites_its_title_is_recognised() {
     );
     assert_eq!(t.pid_of("titled"), Some(pid), "found again by scan");
 }
+
+#[test]
+fn a_failed_start_in_start_all_spares_the_programs_started_before_it() {
+    let t = Env::new();
+    // `first` starts fine, then forks a new process half a second later — while `second` is
+    // still in its window and about to fail.
+    let first = t.script(
+        "first.sh",
+        &format!(
+            "#!/bin/sh\nsleep 0.5\n{} &\nexec {}\n",
+            t.sleep(5),
+            t.sleep(1)
+        ),
+    );
+    t.programs(&[
+        t.program(
+            "first",
+            &first.display().to_string(),
+            "success_seconds = 0.2",
+        ),
+        t.program(
+            "second",
+            "\"sleep 1; exit 3\"",
+            "useshell = true\nsuccess_seconds = 2",
+        ),
+    ]);
+    let r = t.run(&["start", "all"]);
+    r.expect_code(1);
+    assert!(
+        r.stderr().contains("second failed to start with error 137"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(
+        common::pids_matching(&t.sleep(5)).len(),
+        1,
+        "the first program's new process survives: {}",
+        r.all()
+    );
+    assert_eq!(common::pids_matching(&t.sleep(1)).len(), 1);
+}

@@ -124,8 +124,12 @@ fn run_all(
     console: &Console,
 ) -> ReturnCode {
     let names: Vec<&str> = config.programs.iter().map(|p| p.name.as_str()).collect();
-    let outcomes: Vec<Outcome> = if parallel {
-        run_in_parallel(config, action, &names, console)
+    // Starts run in processes of their own: a start makes its process the subreaper of what
+    // it launches and, when it fails, stops every new descendant of that process — which
+    // must then be only its own program's. (1.5.13 forked one process per program too.)
+    let launches = matches!(action, Action::Start | Action::Restart);
+    let outcomes: Vec<Outcome> = if parallel || launches {
+        run_in_subprocesses(config, action, &names, parallel, console)
     } else {
         names
             .iter()
@@ -163,45 +167,47 @@ fn run_all(
     }
 }
 
-/// `--parallel`: one `usrsvc ACTION NAME` process per program, all at once (as 1.5.13 forked
-/// one per program). Separate processes, not threads: each start makes its process the
-/// subreaper of what it launches, and a failed start cleans up everything that came back to
-/// it — which must be only its own program's processes.
-fn run_in_parallel(
+/// One `usrsvc ACTION NAME` process per program, one after the other, or all at once with
+/// `--parallel`.
+fn run_in_subprocesses(
     config: &Config,
     action: Action,
     names: &[&str],
+    parallel: bool,
     console: &Console,
 ) -> Vec<Outcome> {
-    let children: Vec<std::io::Result<std::process::Child>> = names
-        .iter()
-        .map(|name| {
-            let mut cmd = std::process::Command::new("/proc/self/exe");
-            std::os::unix::process::CommandExt::arg0(&mut cmd, "usrsvc");
-            cmd.arg("--config").arg(&config.main_file);
-            if console.debug {
-                cmd.arg("--debug");
+    let spawn = |name: &str| {
+        let mut cmd = std::process::Command::new("/proc/self/exe");
+        std::os::unix::process::CommandExt::arg0(&mut cmd, "usrsvc");
+        cmd.arg("--config").arg(&config.main_file);
+        if console.debug {
+            cmd.arg("--debug");
+        }
+        cmd.args([action.word(), "--", name]).spawn()
+    };
+    let finish = |name: &str, child: std::io::Result<std::process::Child>| {
+        let code = match child.and_then(|mut c| c.wait()) {
+            Ok(status) => status
+                .code()
+                .and_then(ReturnCode::from_code)
+                .unwrap_or(ReturnCode::UnknownFailure),
+            Err(e) => {
+                console.error(&format!("Cannot run usrsvc {} {name}: {e}", action.word()));
+                ReturnCode::UnknownFailure
             }
-            cmd.args([action.word(), "--", name]).spawn()
-        })
-        .collect();
-    names
-        .iter()
-        .zip(children)
-        .map(|(name, child)| {
-            let code = match child.and_then(|mut c| c.wait()) {
-                Ok(status) => status
-                    .code()
-                    .and_then(ReturnCode::from_code)
-                    .unwrap_or(ReturnCode::UnknownFailure),
-                Err(e) => {
-                    console.error(&format!("Cannot run usrsvc {} {name}: {e}", action.word()));
-                    ReturnCode::UnknownFailure
-                }
-            };
-            Outcome::no_process(code)
-        })
-        .collect()
+        };
+        Outcome::no_process(code)
+    };
+    if parallel {
+        let children: Vec<_> = names.iter().map(|n| spawn(n)).collect();
+        names
+            .iter()
+            .zip(children)
+            .map(|(n, c)| finish(n, c))
+            .collect()
+    } else {
+        names.iter().map(|n| finish(n, spawn(n))).collect()
+    }
 }
 
 /// The `--json` status of one program.

@@ -49,6 +49,11 @@ fn open_append(path: &Path) -> std::io::Result<File> {
 }
 
 /// Launches `prog` (known not to be running) and watches it for `success_seconds`.
+///
+/// The calling process becomes a child subreaper and, if the start fails, stops every process
+/// that descends from it and did not exist before the launch. So a process should launch one
+/// program at a time and not keep earlier launches' programs as children that may fork later
+/// (the CLI runs each start of `start all` in a process of its own).
 pub fn launch(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> Outcome {
     let name = &prog.name;
     report.info(&format!(
