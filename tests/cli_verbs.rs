@@ -909,3 +909,40 @@ fn a_failed_start_in_start_all_spares_the_programs_started_before_it() {
     );
     assert_eq!(common::pids_matching(&t.sleep(1)).len(), 1);
 }
+
+#[test]
+fn the_shell_that_runs_usrsvc_is_never_taken_for_the_program() {
+    let t = Env::new();
+    let name = format!("worker{}", t.marker);
+    t.programs(&[t.program(
+        &name,
+        &t.sleep(1),
+        &format!("proctitle_re = {name}|^{}$", t.sleep(1)),
+    )]);
+    let bin = common::bin("usrsvc");
+    // dash does not exec the last command of -c: the shell stays, its cmdline has the name.
+    let script = |verb: &str| format!("{} {verb} {name}; echo shell-continues", bin.display());
+    let out = t
+        .command("sh", &["-c", &script("status")])
+        .output()
+        .expect("sh");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("Matched"), "{text}");
+    assert!(text.contains("shell-continues"));
+    let out = t
+        .command("sh", &["-c", &script("start")])
+        .output()
+        .expect("sh");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Started"), "{text}");
+    let pid = t.pid_of(&name).expect("pidfile");
+    std::fs::remove_file(t.path(&format!("pids/{name}.pid"))).expect("rm");
+    let out = t
+        .command("sh", &["-c", &script("stop")])
+        .output()
+        .expect("sh");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("Stopping {name} [{pid}]")), "{text}");
+    assert!(text.contains("shell-continues"), "{text}");
+    assert_eq!(out.status.code(), Some(0));
+}

@@ -95,8 +95,11 @@ fn stale_reason(
     if !m.matches(info.pid, &info.cmdline) {
         return Some(format!("it does not match {}", m.describe()));
     }
-    if proc::is_usrsvc(info.pid) {
+    if proc::is_usrsvc(info.pid, &info.cmdline) {
         return Some("it is a usrsvc process, not the program".into());
+    }
+    if proc::my_ancestors().contains(&info.pid) {
+        return Some("it is the process that runs this usrsvc command".into());
     }
     match recorded.filter(|r| r.pid == info.pid) {
         Some(r) if r.start_ticks != info.start_ticks => Some(
@@ -163,8 +166,9 @@ pub fn find_running(
     if !prog.scan_for_process {
         return None;
     }
+    let callers = proc::my_ancestors();
     let found = proc::scan_user(proc::my_uid(), |pid, argv| {
-        matcher.matches(pid, argv) && !proc::is_usrsvc(pid)
+        matcher.matches(pid, argv) && !callers.contains(&pid) && !proc::is_usrsvc(pid, argv)
     })
     .into_iter()
     .next()?;

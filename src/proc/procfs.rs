@@ -209,10 +209,18 @@ pub fn rss_kb(pid: i32) -> Option<u64> {
     Some(pages * page_size_kb())
 }
 
-/// Whether `pid` runs usrsvc itself (this binary, or any `usrsvc`/`usrsvcd`): a user's
-/// `proctitle_re` such as `myworker` also matches `usrsvc start myworker`, and a queued usrsvc
-/// command must never be adopted, and then signalled, as the program.
-pub fn is_usrsvc(pid: i32) -> bool {
+/// Whether `pid` runs usrsvc itself (this binary, any `usrsvc`/`usrsvcd`, or the Python
+/// usrsvc 1.5.13 run as `python3 .../usrsvc`): a user's `proctitle_re` such as `myworker` also
+/// matches `usrsvc start myworker`, and a usrsvc command must never be adopted, and then
+/// signalled, as the program.
+pub fn is_usrsvc(pid: i32, argv: &[String]) -> bool {
+    let tool = |a: &String| {
+        let base = a.rsplit('/').next().unwrap_or(a);
+        base == "usrsvc" || base == "usrsvcd"
+    };
+    if argv.iter().take(2).any(tool) {
+        return true;
+    }
     let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
         return false;
     };
@@ -235,6 +243,19 @@ pub fn is_usrsvc(pid: i32) -> bool {
         }
         _ => false,
     }
+}
+
+/// The processes the caller runs under: its parent, grandparent, … up to init. A shell that
+/// runs `usrsvc stop worker` (cron, `sh -c`, a script named after the program) has the
+/// program's name in its cmdline, and must never be taken for the program.
+pub fn my_ancestors() -> Vec<i32> {
+    let mut chain = Vec::new();
+    let mut pid = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
+    while pid > 1 && !chain.contains(&pid) {
+        chain.push(pid);
+        pid = read_proc(pid).map_or(0, |p| p.ppid);
+    }
+    chain
 }
 
 /// Every numeric entry of `/proc`, ascending.
