@@ -626,9 +626,9 @@ fn a_shell_command_is_matched_through_its_child() {
 }
 
 #[test]
-fn the_lock_does_not_depend_on_xdg_runtime_dir() {
-    // cron, su and units set XDG_RUNTIME_DIR differently or not at all; they must still meet
-    // at the same lock.
+fn the_lock_does_not_depend_on_the_environment() {
+    // cron, su and units set HOME and XDG_RUNTIME_DIR differently or not at all; they must
+    // still meet at the same lock.
     let t = Env::new();
     // Without a scan, only the lock can keep a second start from launching a second copy.
     let name = format!("xdg{}", t.marker);
@@ -644,6 +644,8 @@ fn the_lock_does_not_depend_on_xdg_runtime_dir() {
                 // The default runtime directory, as users get it.
                 .env_remove("USRSVC_RUNTIME_DIR")
                 .env("XDG_RUNTIME_DIR", t.path(xdg))
+                .env("HOME", t.path(xdg))
+                .args(["--config", t.path("usrsvc.cfg").to_str().expect("utf8")])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -661,7 +663,29 @@ fn the_lock_does_not_depend_on_xdg_runtime_dir() {
     }
     assert_eq!(common::pids_matching(&t.sleep(1)).len(), 1);
     t.run(&["stop", &name]).expect_code(0);
-    let shared = format!("/tmp/usrsvc-{}", my_uid());
+    // The default runtime directory is under the passwd home, named for the host.
+    let passwd = std::process::Command::new("getent")
+        .args(["passwd", &my_uid().to_string()])
+        .output()
+        .expect("getent");
+    let home = String::from_utf8_lossy(&passwd.stdout)
+        .split(':')
+        .nth(5)
+        .unwrap_or_default()
+        .to_owned();
+    let host = String::from_utf8_lossy(
+        &std::process::Command::new("hostname")
+            .output()
+            .expect("hostname")
+            .stdout,
+    )
+    .trim()
+    .to_owned();
+    let shared = format!("{home}/.local/state/usrsvc/{host}");
+    assert!(
+        std::path::Path::new(&format!("{shared}/lock.{name}")).exists(),
+        "lock in {shared}"
+    );
     let _ = std::fs::remove_file(format!("{shared}/lock.{name}"));
     let _ = std::fs::remove_file(format!("{shared}/ident.{name}"));
 }

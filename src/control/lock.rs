@@ -26,27 +26,50 @@ pub enum LockError {
     Timeout,
 }
 
-/// The private directory for locks and start-time records: `/tmp/usrsvc-<uid>`, or
-/// `$USRSVC_RUNTIME_DIR` when that is set (for tests and containers; every invocation must then
-/// see the same value). It depends on nothing else in the environment on purpose: a login
-/// shell, cron, `su` and a systemd unit all set `XDG_RUNTIME_DIR` differently or not at all,
-/// and a lock that two invocations find in different places locks nothing.
+/// The private directory for locks and start-time records:
+/// `<home>/.local/state/usrsvc/<hostname>`, where home is the user's home directory from the
+/// passwd database, or `$USRSVC_RUNTIME_DIR` when that is set (for tests and containers; every
+/// invocation must then see the same value).
 ///
-/// Created 0700; refused unless it is a real directory owned by the user and closed to others
-/// (a directory planted by another user must not be trusted).
+/// It depends on nothing the caller's environment may vary: a login shell, cron, `su` and a
+/// systemd unit set `$HOME` and `$XDG_RUNTIME_DIR` differently or not at all, and a unit may
+/// have a private `/tmp`; a lock that two invocations find in different places locks nothing.
+/// Under the home no other user can create it first. The host name keeps hosts that share an
+/// NFS home apart. Only when the home cannot hold it (no home, read-only) does it fall back to
+/// `/tmp/usrsvc-<uid>`.
 pub fn runtime_dir() -> Result<PathBuf, LockError> {
     let uid = crate::proc::my_uid();
-    let dir = match std::env::var_os("USRSVC_RUNTIME_DIR").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(format!("/tmp/usrsvc-{uid}")),
-    };
+    if let Some(dir) = std::env::var_os("USRSVC_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        return private_dir(PathBuf::from(dir), uid);
+    }
+    let home = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.dir);
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().replace('/', "_"))
+        .unwrap_or_else(|_| "localhost".to_owned());
+    if let Some(home) = home.filter(|h| h.is_dir()) {
+        if let Ok(dir) = private_dir(home.join(".local/state/usrsvc").join(host), uid) {
+            return Ok(dir);
+        }
+    }
+    private_dir(PathBuf::from(format!("/tmp/usrsvc-{uid}")), uid)
+}
+
+/// Creates `dir` (and missing parents) 0700, or checks an existing one: a real directory,
+/// owned by `uid`, not writable by others. An existing directory's mode is never changed.
+fn private_dir(dir: PathBuf, uid: u32) -> Result<PathBuf, LockError> {
     let fail = |reason: String| LockError::RuntimeDir {
         path: dir.clone(),
         reason,
     };
-    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+    {
         Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(fail(e.to_string())),
     }
     let meta = std::fs::symlink_metadata(&dir).map_err(|e| fail(e.to_string()))?;
@@ -56,9 +79,11 @@ pub fn runtime_dir() -> Result<PathBuf, LockError> {
     if meta.uid() != uid {
         return Err(fail(format!("owned by uid {}, not {uid}", meta.uid())));
     }
-    if meta.permissions().mode() & 0o077 != 0 {
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| fail(e.to_string()))?;
+    if meta.permissions().mode() & 0o022 != 0 {
+        return Err(fail(format!(
+            "writable by others (mode {:o})",
+            meta.permissions().mode() & 0o7777
+        )));
     }
     Ok(dir)
 }
@@ -132,6 +157,24 @@ impl ProgramLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_dir_is_created_0700_and_never_loosens_or_tightens_an_existing_one() {
+        let base = tempfile::tempdir().expect("tempdir");
+        let uid = crate::proc::my_uid();
+        let new = private_dir(base.path().join("a/b"), uid).expect("created");
+        let mode = std::fs::metadata(&new).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "mode {mode:o}");
+        let shared = base.path().join("shared");
+        std::fs::create_dir(&shared).expect("mkdir");
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777))
+            .expect("chmod");
+        assert!(private_dir(shared.clone(), uid).is_err());
+        let mode = std::fs::metadata(&shared).expect("stat").permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o1777, "an existing directory keeps its mode");
+        std::os::unix::fs::symlink(&new, base.path().join("link")).expect("symlink");
+        assert!(private_dir(base.path().join("link"), uid).is_err(), "no symlinks");
+    }
 
     #[test]
     fn names_are_encoded_to_one_file_each() {
