@@ -61,14 +61,9 @@ fn read_record(prog: &ProgramConfig) -> Option<Recorded> {
 pub fn write_pidfile(prog: &ProgramConfig, info: &ProcInfo) -> std::io::Result<()> {
     proc::write_pidfile(&prog.pidfile, info.pid)?;
     if let Some(path) = record_path(prog) {
-        let mut tmp = path.clone().into_os_string();
-        tmp.push(format!(".{}.tmp", std::process::id()));
-        let tmp = std::path::PathBuf::from(tmp);
         let text = format!("{} {} {}\n", info.pid, info.start_ticks, boot_id());
         // The record only sharpens the check; failing to write it is not an error.
-        if std::fs::write(&tmp, text).is_ok() {
-            let _ = std::fs::rename(&tmp, &path);
-        }
+        let _ = proc::write_atomic(&path, text.as_bytes());
     }
     Ok(())
 }

@@ -167,13 +167,19 @@ mod tests {
         assert_eq!(mode & 0o077, 0, "mode {mode:o}");
         let shared = base.path().join("shared");
         std::fs::create_dir(&shared).expect("mkdir");
-        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777))
-            .expect("chmod");
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
         assert!(private_dir(shared.clone(), uid).is_err());
-        let mode = std::fs::metadata(&shared).expect("stat").permissions().mode() & 0o7777;
+        let mode = std::fs::metadata(&shared)
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o7777;
         assert_eq!(mode, 0o1777, "an existing directory keeps its mode");
         std::os::unix::fs::symlink(&new, base.path().join("link")).expect("symlink");
-        assert!(private_dir(base.path().join("link"), uid).is_err(), "no symlinks");
+        assert!(
+            private_dir(base.path().join("link"), uid).is_err(),
+            "no symlinks"
+        );
     }
 
     #[test]

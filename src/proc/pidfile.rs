@@ -71,17 +71,46 @@ pub fn read_pidfile(path: &Path) -> PidfileRead {
 
 /// Writes `<pid>\n` atomically: a temp file in the same directory, renamed over the pidfile.
 pub fn write_pidfile(path: &Path, pid: i32) -> std::io::Result<()> {
+    write_atomic(path, format!("{pid}\n").as_bytes())
+}
+
+/// Replaces `path` with `contents` atomically. The temp file is created new (never opened if
+/// something is already there, never through a symlink), with an unpredictable name: a
+/// pidfile directory may be shared with other users, who could otherwise plant a symlink at
+/// the temp name and have us overwrite a file of ours.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "pidfile".to_owned());
-    let tmp: PathBuf = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(format!("{pid}\n").as_bytes())?;
-        std::fs::rename(&tmp, path)
-    })();
+    let mut attempt = 0u32;
+    let (tmp, mut file) = loop {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let tmp: PathBuf = dir.join(format!(
+            ".{name}.{}.{nanos:x}{attempt}.tmp",
+            std::process::id()
+        ));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+        {
+            Ok(f) => break (tmp, f),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 16 => {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let result = file
+        .write_all(contents)
+        .and_then(|()| std::fs::rename(&tmp, path));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -130,5 +159,26 @@ mod tests {
         remove_pidfile(&p).expect("remove again is fine");
         assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 0);
         assert!(write_pidfile(&dir.path().join("no/such/dir/x.pid"), 1).is_err());
+    }
+
+    #[test]
+    fn a_planted_symlink_is_never_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let precious = dir.path().join("precious");
+        std::fs::write(&precious, "data").expect("write");
+        // Whatever temp name is tried, a symlink there is not opened: plant many.
+        for entry in 0..64 {
+            let _ = std::os::unix::fs::symlink(&precious, dir.path().join(format!("l{entry}")));
+        }
+        write_pidfile(&dir.path().join("x.pid"), 7).expect("write");
+        assert_eq!(std::fs::read_to_string(&precious).expect("read"), "data");
+        // A symlink at the pidfile itself is replaced, not written through.
+        std::os::unix::fs::symlink(&precious, dir.path().join("y.pid")).expect("symlink");
+        write_pidfile(&dir.path().join("y.pid"), 8).expect("write");
+        assert_eq!(std::fs::read_to_string(&precious).expect("read"), "data");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("y.pid")).expect("read"),
+            "8\n"
+        );
     }
 }
