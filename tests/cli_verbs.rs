@@ -970,3 +970,36 @@ fn the_shell_that_runs_usrsvc_is_never_taken_for_the_program() {
     assert!(text.contains("shell-continues"), "{text}");
     assert_eq!(out.status.code(), Some(0));
 }
+
+#[test]
+fn a_failed_start_also_stops_a_process_that_blanked_its_title() {
+    if std::process::Command::new("perl")
+        .arg("-e1")
+        .status()
+        .is_err()
+    {
+        eprintln!("SKIPPED: no perl");
+        return;
+    }
+    let t = Env::new();
+    let script = t.script(
+        "blank.pl",
+        &format!(
+            "#!/usr/bin/perl\nuse POSIX;\nif (fork() == 0) {{ POSIX::setsid(); open(F, '>', '{h}/c.pid'); print F $$; close F; $0 = ''; sleep 1 while 1; exit }}\nsleep 1;\nexit 1;\n",
+            h = t.home.display()
+        ),
+    );
+    t.programs(&[t.program(
+        "blank",
+        &script.display().to_string(),
+        "success_seconds = 2",
+    )]);
+    let r = t.run(&["start", "blank"]);
+    r.expect_code(137);
+    let pid: i32 = common::read(&t.path("c.pid"))
+        .trim()
+        .parse()
+        .expect("child pid");
+    t.track(pid);
+    assert!(!alive(pid), "the blanked child survived:\n{}", r.all());
+}

@@ -101,7 +101,7 @@ pub fn launch(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> O
     // the session (`setsid`): a failed start can then find and stop it. When usrsvc exits,
     // they pass on to init as before. Our descendants from before this launch are not its.
     let _ = nix::sys::prctl::set_child_subreaper(true);
-    let before = our_descendants(&proc::scan_user(proc::my_uid(), |_, _| true))
+    let before = our_descendants(&proc::user_processes(proc::my_uid()))
         .map(|p| (p.pid, p.start_ticks))
         .collect();
     let started_at = Instant::now();
@@ -234,7 +234,7 @@ impl Launched<'_> {
     /// Every live process this launch started, lowest pid first: its session, and whatever
     /// came back to us as orphans after the launch began.
     fn processes(&self, matching: Option<&Matcher>) -> Vec<ProcInfo> {
-        let all = proc::scan_user(proc::my_uid(), |_, _| true);
+        let all = proc::user_processes(proc::my_uid());
         let ours: HashSet<i32> = our_descendants(&all)
             .filter(|p| !self.before.contains(&(p.pid, p.start_ticks)))
             .map(|p| p.pid)
@@ -246,7 +246,7 @@ impl Launched<'_> {
     }
 
     /// The program: the launched process itself when it matches (the common case), else the
-    /// first matching process the launch started (a shell's child, a daemon's).
+    /// oldest matching process the launch started (a shell's child, a daemon's).
     fn find_program(&self, matcher: &Matcher) -> Option<ProcInfo> {
         // Right after exec the kernel has woken us before it set up the new argv, so an
         // empty cmdline of a live process means "not yet": look again, briefly.
@@ -261,7 +261,11 @@ impl Launched<'_> {
                 _ => break,
             }
         }
-        self.processes(Some(matcher)).into_iter().next()
+        // The oldest match: a daemon's master rather than a worker it forked (whose pid may
+        // be lower after pid wrap).
+        self.processes(Some(matcher))
+            .into_iter()
+            .min_by_key(|p| (p.start_ticks, p.pid))
     }
 
     /// Kills everything the launch started, shows the program's last stderr lines, and
@@ -269,13 +273,25 @@ impl Launched<'_> {
     /// and the signal.
     fn fail(&self, child: &mut Child, code: ReturnCode) -> Outcome {
         let mut grace = seconds(self.prog.term_to_kill_seconds);
-        for _ in 0..CLEANUP_ROUNDS {
+        for round in 0..=CLEANUP_ROUNDS {
             let left: Vec<Pidfd> = self
                 .processes(None)
                 .iter()
                 .filter_map(|p| Pidfd::open_verified(p).ok().flatten())
                 .collect();
             if left.is_empty() {
+                break;
+            }
+            if round == CLEANUP_ROUNDS {
+                self.report.error(&format!(
+                    "({}) - Gave up stopping what the failed start left: {} process(es) still running (it keeps forking?): {}",
+                    self.prog.name,
+                    left.len(),
+                    left.iter()
+                        .map(|m| m.pid.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
                 break;
             }
             self.report.error(&format!(
