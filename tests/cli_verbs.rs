@@ -844,9 +844,18 @@ fn parallel_actions_run_each_program_in_its_own_process() {
         t.program("good", &t.sleep(1), ""),
         t.program("bad", "false", ""),
         t.program("-dash", &t.sleep(2), ""),
+        t.program("--help", &t.sleep(3), ""),
+        t.program("amp", &format!("{} &", t.sleep(4)), ""),
     ]);
     let r = t.run(&["start", "all", "-P"]);
     r.expect_code(1);
+    assert_eq!(
+        r.stdout().matches("Disregarding final &").count(),
+        1,
+        "config warnings once, not once per program: {}",
+        r.all()
+    );
+    assert!(alive(t.pid_of("--help").expect("a program called --help runs")));
     assert!(
         r.stderr()
             .contains("bad exited with non-zero return code: 137 (PROGRAM_FAILED_TO_LAUNCH)"),

@@ -51,6 +51,10 @@ struct Args {
     parallel: bool,
     #[arg(long)]
     json: bool,
+    /// Set by `usrsvc ACTION all` for the per-program commands it runs: their parent has
+    /// already printed the config warnings and "DEBUG ON".
+    #[arg(long, hide = true)]
+    nested: bool,
     #[arg(num_args = 0..)]
     words: Vec<String>,
 }
@@ -78,11 +82,11 @@ fn run(argv: Vec<String>) -> ReturnCode {
     let Ok(args) = parsed else {
         return invalid(&console);
     };
-    if args.debug {
+    if args.debug && !args.nested {
         eprintln!("DEBUG ON");
     }
     let path = config_path(args.config.clone());
-    let config = match load_config(&path, &console) {
+    let config = match load_config(&path, &console, args.nested) {
         Ok(c) => c,
         Err(errors) => {
             if let Some(first) = errors.first() {
@@ -179,7 +183,7 @@ fn run_in_subprocesses(
     let spawn = |name: &str| {
         let mut cmd = std::process::Command::new("/proc/self/exe");
         std::os::unix::process::CommandExt::arg0(&mut cmd, "usrsvc");
-        cmd.arg("--config").arg(&config.main_file);
+        cmd.arg("--nested").arg("--config").arg(&config.main_file);
         if console.debug {
             cmd.arg("--debug");
         }

@@ -79,7 +79,7 @@ fn run(argv: Vec<String>) -> ReturnCode {
     };
     let path = config_path(args.config);
     match action {
-        "checkconfig" => match load_config(&path, &console) {
+        "checkconfig" => match load_config(&path, &console, false) {
             Ok(_) => ReturnCode::Success,
             Err(errors) => {
                 for e in errors.iter() {

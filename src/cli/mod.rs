@@ -86,11 +86,18 @@ pub fn config_path(flag: Option<PathBuf>) -> PathBuf {
     .unwrap_or_else(|| home_dir().join("usrsvc.cfg"))
 }
 
-/// Loads the configuration and prints its warnings.
-pub fn load_config(path: &std::path::Path, report: &dyn Report) -> Result<Config, ConfigErrors> {
+/// Loads the configuration and prints its warnings (unless `quiet`: a nested command whose
+/// parent has printed them already).
+pub fn load_config(
+    path: &std::path::Path,
+    report: &dyn Report,
+    quiet: bool,
+) -> Result<Config, ConfigErrors> {
     let cfg = config::load(path, &home_dir())?;
-    for w in &cfg.warnings {
-        report.warn(w);
+    if !quiet {
+        for w in &cfg.warnings {
+            report.warn(w);
+        }
     }
     Ok(cfg)
 }
@@ -102,11 +109,14 @@ pub fn answer_early(
     binary: &str,
     usage: impl Fn() -> String,
 ) -> Option<ReturnCode> {
-    if args.iter().any(|a| a == "--version") {
+    // After `--` come names (a program may be called `--help`).
+    let flags: Vec<&String> = args.iter().take_while(|a| *a != "--").collect();
+    let has = |flag: &str| flags.iter().any(|a| *a == flag);
+    if has("--version") {
         eprintln!("{binary} version {VERSION}");
-    } else if args.iter().any(|a| a == "--help" || a == "-h") {
+    } else if has("--help") || has("-h") {
         eprint!("{}", usage());
-    } else if args.iter().any(|a| a == "--readme") {
+    } else if has("--readme") {
         print!("{}", README.replace("\\_", "_"));
     } else {
         return None;
