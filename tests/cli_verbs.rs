@@ -855,7 +855,9 @@ fn parallel_actions_run_each_program_in_its_own_process() {
         "config warnings once, not once per program: {}",
         r.all()
     );
-    assert!(alive(t.pid_of("--help").expect("a program called --help runs")));
+    assert!(alive(
+        t.pid_of("--help").expect("a program called --help runs")
+    ));
     assert!(
         r.stderr()
             .contains("bad exited with non-zero return code: 137 (PROGRAM_FAILED_TO_LAUNCH)"),
@@ -1011,4 +1013,35 @@ fn a_failed_start_also_stops_a_process_that_blanked_its_title() {
         .expect("child pid");
     t.track(pid);
     assert!(!alive(pid), "the blanked child survived:\n{}", r.all());
+}
+
+#[test]
+fn an_interrupted_start_still_finishes_and_cleans_up() {
+    let t = Env::new();
+    t.programs(&[t.program(
+        "slowfail",
+        &format!("\"{} & sleep 1.5; exit 2\"", t.sleep(1)),
+        "useshell = true\nsuccess_seconds = 3",
+    )]);
+    let start = t
+        .command("usrsvc", &["start", "slowfail"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    assert!(wait_for(LONG, || !common::pids_matching(&t.sleep(1)).is_empty()));
+    for sig in ["-INT", "-TERM", "-HUP"] {
+        std::process::Command::new("kill")
+            .args([sig, &start.id().to_string()])
+            .status()
+            .expect("kill");
+    }
+    let out = start.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(137),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(t.my_processes().is_empty(), "left: {:?}", t.my_processes());
 }

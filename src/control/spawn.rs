@@ -137,3 +137,39 @@ pub fn spawn_program(prog: &ProgramConfig, stdout: File, stderr: File) -> std::i
     }
     cmd.spawn()
 }
+
+/// While alive, SIGINT, SIGTERM and SIGHUP are ignored by the calling process: a start, once
+/// launched, runs to its end — success, or failure with its cleanup — instead of leaving a
+/// program half-started without a pidfile when the terminal is closed or Ctrl-C is pressed.
+/// (1.5.13 ignored SIGINT and SIGTERM for its whole run.) The program itself starts with
+/// default dispositions all the same (`spawn_program` resets them).
+pub struct InterruptsDeferred {
+    saved: Vec<(nix::sys::signal::Signal, nix::sys::signal::SigAction)>,
+}
+
+impl InterruptsDeferred {
+    pub fn new() -> Self {
+        use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+        let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+        let saved = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP]
+            .into_iter()
+            .filter_map(|sig| {
+                // SAFETY: installing SIG_IGN runs no handler code, so no async-signal-safety
+                // question arises; the previous action is restored as it was on drop.
+                unsafe { sigaction(sig, &ignore) }
+                    .ok()
+                    .map(|old| (sig, old))
+            })
+            .collect();
+        InterruptsDeferred { saved }
+    }
+}
+
+impl Drop for InterruptsDeferred {
+    fn drop(&mut self) {
+        for (sig, old) in &self.saved {
+            // SAFETY: restores the action that was in place before `new`, unchanged.
+            let _ = unsafe { nix::sys::signal::sigaction(*sig, old) };
+        }
+    }
+}

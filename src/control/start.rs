@@ -16,7 +16,7 @@ use crate::config::ProgramConfig;
 use crate::control::identify::{find_running, Mode};
 use crate::control::report::{process_dict, py_str, Report};
 use crate::control::signal::{terminate_all, Pidfd};
-use crate::control::spawn::{program_argv, spawn_program};
+use crate::control::spawn::{program_argv, spawn_program, InterruptsDeferred};
 use crate::control::{seconds, Outcome};
 use crate::exit::ReturnCode;
 use crate::proc::{self, Matcher, ProcInfo};
@@ -101,6 +101,7 @@ pub fn launch(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> O
     // the session (`setsid`): a failed start can then find and stop it. When usrsvc exits,
     // they pass on to init as before. Our descendants from before this launch are not its.
     let _ = nix::sys::prctl::set_child_subreaper(true);
+    let _deferred = InterruptsDeferred::new();
     let before = our_descendants(&proc::user_processes(proc::my_uid()))
         .map(|p| (p.pid, p.start_ticks))
         .collect();
