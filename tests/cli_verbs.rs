@@ -1045,3 +1045,37 @@ fn an_interrupted_start_still_finishes_and_cleans_up() {
     );
     assert!(t.my_processes().is_empty(), "left: {:?}", t.my_processes());
 }
+
+#[test]
+fn a_failed_start_spares_what_the_callers_other_children_start_later() {
+    // usrsvc exec'd by a shell that has a background job: that job is a child of usrsvc from
+    // before the launch, and what it starts during the window is not the launch's.
+    let t = Env::new();
+    t.programs(&[t.program(
+        "bad",
+        "\"sleep 1; exit 3\"",
+        "useshell = true\nsuccess_seconds = 2",
+    )]);
+    let bin = common::bin("usrsvc");
+    let out = t
+        .command(
+            "sh",
+            &[
+                "-c",
+                &format!(
+                    "(sleep 0.3; {}; true) >/dev/null 2>&1 & exec {} start bad",
+                    t.sleep(5),
+                    bin.display()
+                ),
+            ],
+        )
+        .output()
+        .expect("sh");
+    assert_eq!(out.status.code(), Some(137));
+    assert_eq!(
+        common::pids_matching(&t.sleep(5)).len(),
+        1,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

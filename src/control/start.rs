@@ -102,7 +102,7 @@ pub fn launch(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> O
     // they pass on to init as before. Our descendants from before this launch are not its.
     let _ = nix::sys::prctl::set_child_subreaper(true);
     let _deferred = InterruptsDeferred::new();
-    let before = our_descendants(&proc::user_processes(proc::my_uid()))
+    let before = our_descendants(&proc::user_processes(proc::my_uid()), |_| false)
         .map(|p| (p.pid, p.start_ticks))
         .collect();
     let started_at = Instant::now();
@@ -213,15 +213,20 @@ struct Launched<'a> {
     before: HashSet<(i32, u64)>,
 }
 
-/// The processes in `all` that descend from the calling process.
-fn our_descendants(all: &[ProcInfo]) -> impl Iterator<Item = &ProcInfo> {
+/// The processes in `all` that descend from the calling process, not looking below those for
+/// which `stop_at` says so.
+fn our_descendants<'a>(
+    all: &'a [ProcInfo],
+    stop_at: impl Fn(&ProcInfo) -> bool,
+) -> impl Iterator<Item = &'a ProcInfo> {
     let mut tree: HashSet<i32> = HashSet::from([std::process::id() as i32]);
+    let mut expand: HashSet<i32> = tree.clone();
     // Parents can have larger pids than their children (pid wrap): grow to a fixpoint.
     loop {
         let size = tree.len();
         for p in all {
-            if tree.contains(&p.ppid) {
-                tree.insert(p.pid);
+            if expand.contains(&p.ppid) && tree.insert(p.pid) && !stop_at(p) {
+                expand.insert(p.pid);
             }
         }
         if tree.len() == size {
@@ -236,8 +241,10 @@ impl Launched<'_> {
     /// came back to us as orphans after the launch began.
     fn processes(&self, matching: Option<&Matcher>) -> Vec<ProcInfo> {
         let all = proc::user_processes(proc::my_uid());
-        let ours: HashSet<i32> = our_descendants(&all)
-            .filter(|p| !self.before.contains(&(p.pid, p.start_ticks)))
+        // What our children from before the launch start later is theirs, not the launch's.
+        let old = |p: &ProcInfo| self.before.contains(&(p.pid, p.start_ticks));
+        let ours: HashSet<i32> = our_descendants(&all, old)
+            .filter(|p| !old(p))
             .map(|p| p.pid)
             .collect();
         all.into_iter()
