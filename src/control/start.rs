@@ -215,10 +215,10 @@ struct Launched<'a> {
 
 /// The processes in `all` that descend from the calling process, not looking below those for
 /// which `stop_at` says so.
-fn our_descendants<'a>(
-    all: &'a [ProcInfo],
+fn our_descendants(
+    all: &[ProcInfo],
     stop_at: impl Fn(&ProcInfo) -> bool,
-) -> impl Iterator<Item = &'a ProcInfo> {
+) -> impl Iterator<Item = &ProcInfo> {
     let mut tree: HashSet<i32> = HashSet::from([std::process::id() as i32]);
     let mut expand: HashSet<i32> = tree.clone();
     // Parents can have larger pids than their children (pid wrap): grow to a fixpoint.
