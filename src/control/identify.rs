@@ -93,9 +93,6 @@ fn stale_reason(
     if proc::is_usrsvc(info.pid, &info.cmdline) {
         return Some("it is a usrsvc process, not the program".into());
     }
-    if proc::my_ancestors().contains(&info.pid) {
-        return Some("it is the process that runs this usrsvc command".into());
-    }
     match recorded.filter(|r| r.pid == info.pid) {
         Some(r) if r.start_ticks != info.start_ticks => Some(
             "its start time is not the one recorded for the program (the pid was reused)".into(),
@@ -109,6 +106,48 @@ fn stale_reason(
 }
 
 /// Finds the running process of `prog`, if any.
+/// What a program's pidfile says, checked (no side effects, no messages).
+enum PidfileCheck {
+    /// It names the program's live process.
+    Running(ProcInfo),
+    /// It names a live process that is not the program.
+    Stale {
+        pid: i32,
+        info: ProcInfo,
+        why: String,
+    },
+    /// It names no live process.
+    Dead(i32),
+    Invalid,
+    Missing,
+}
+
+fn check_pidfile(prog: &ProgramConfig, matcher: &Matcher) -> PidfileCheck {
+    match proc::read_pidfile(&prog.pidfile) {
+        PidfileRead::Pid { pid, written } => match proc::read_proc(pid) {
+            Some(info) if info.is_alive() => {
+                match stale_reason(&info, written, read_record(prog), matcher) {
+                    None => PidfileCheck::Running(info),
+                    Some(why) => PidfileCheck::Stale { pid, info, why },
+                }
+            }
+            _ => PidfileCheck::Dead(pid),
+        },
+        PidfileRead::Invalid => PidfileCheck::Invalid,
+        PidfileRead::Missing => PidfileCheck::Missing,
+    }
+}
+
+/// The program's process when its pidfile names it — the common case, answered without a
+/// lock, a scan or any message. None says nothing: the full `find_running` must decide.
+pub fn running_by_pidfile(prog: &ProgramConfig, matcher: &Matcher) -> Option<ProcInfo> {
+    match check_pidfile(prog, matcher) {
+        PidfileCheck::Running(info) => Some(info),
+        _ => None,
+    }
+}
+
+/// Finds the running process of `prog`, if any.
 pub fn find_running(
     prog: &ProgramConfig,
     matcher: &Matcher,
@@ -116,39 +155,31 @@ pub fn find_running(
     report: &dyn Report,
 ) -> Option<ProcInfo> {
     let repair = mode == Mode::Repair;
-    match proc::read_pidfile(&prog.pidfile) {
-        PidfileRead::Pid { pid, written } => match proc::read_proc(pid) {
-            Some(info) if info.is_alive() => {
-                match stale_reason(&info, written, read_record(prog), matcher) {
-                    None => return Some(info),
-                    Some(why) => {
-                        report.error(&format!(
-                        "Warning: Detected stale pid file for {} at {} ({pid}){}\n  Proctitle for {pid} was: {}\n  Not the program because {why}.",
-                        prog.name,
-                        prog.pidfile.display(),
-                        if repair { ". REMOVING" } else { "" },
-                        info.cmdline_string(),
-                    ));
-                        if repair {
-                            remove_stale(prog, report);
-                        }
-                    }
-                }
+    match check_pidfile(prog, matcher) {
+        PidfileCheck::Running(info) => return Some(info),
+        PidfileCheck::Stale { pid, info, why } => {
+            report.error(&format!(
+                "Warning: Detected stale pid file for {} at {} ({pid}){}\n  Proctitle for {pid} was: {}\n  Not the program because {why}.",
+                prog.name,
+                prog.pidfile.display(),
+                if repair { ". REMOVING" } else { "" },
+                info.cmdline_string(),
+            ));
+            if repair {
+                remove_stale(prog, report);
             }
-            _ => {
-                // With `autopid = false` the program owns its pidfile (and may be writing it
-                // right now): leave it alone.
-                if repair && prog.autopid {
-                    report.debug(&format!(
-                        "({}) - pid file {} names pid {pid}, which is not running. Removing it.",
-                        prog.name,
-                        prog.pidfile.display()
-                    ));
-                    remove_stale(prog, report);
-                }
-            }
-        },
-        PidfileRead::Invalid if repair && prog.autopid => {
+        }
+        // With `autopid = false` the program owns its pidfile (and may be writing it right
+        // now): leave it alone.
+        PidfileCheck::Dead(pid) if repair && prog.autopid => {
+            report.debug(&format!(
+                "({}) - pid file {} names pid {pid}, which is not running. Removing it.",
+                prog.name,
+                prog.pidfile.display()
+            ));
+            remove_stale(prog, report);
+        }
+        PidfileCheck::Invalid if repair && prog.autopid => {
             report.error(&format!(
                 "Warning: pid file for {} at {} does not contain a pid. REMOVING",
                 prog.name,
@@ -156,7 +187,7 @@ pub fn find_running(
             ));
             remove_stale(prog, report);
         }
-        PidfileRead::Invalid | PidfileRead::Missing => {}
+        PidfileCheck::Dead(_) | PidfileCheck::Invalid | PidfileCheck::Missing => {}
     }
     if !prog.scan_for_process {
         return None;

@@ -103,6 +103,16 @@ pub fn run(config: &Config, action: Action, name: &str, report: &dyn Report) -> 
             return Outcome::no_process(ReturnCode::InvalidConfig);
         }
     };
+    if action == Action::Status {
+        // The common case needs no lock: the pidfile names the running program.
+        if let Some(p) = identify::running_by_pidfile(prog, &matcher) {
+            report.info(&format!("{name} is running:\n\n{}\n", process_dict(&p)));
+            return Outcome {
+                code: ReturnCode::Success,
+                process: Some(p),
+            };
+        }
+    }
     let lock = if action == Action::Status {
         ProgramLock::try_acquire(name)
     } else {
