@@ -550,23 +550,9 @@ fn start_all_gives_each_program_only_its_own_env() {
 fn concurrent_starts_end_with_exactly_one_instance() {
     let t = Env::new();
     t.programs(&[t.program("one", &t.sleep(1), "")]);
-    let spawned: Vec<_> = (0..5)
-        .map(|_| {
-            t.command("usrsvc", &["start", "one"])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("spawn")
-        })
-        .collect();
+    let spawned: Vec<_> = (0..5).map(|_| t.spawn(&["start", "one"])).collect();
     for c in spawned {
-        let out = c.wait_with_output().expect("wait");
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::expect_exit(c, 0);
     }
     let instances = common::pids_matching(&t.sleep(1));
     assert_eq!(instances.len(), 1, "instances: {instances:?}");
@@ -640,26 +626,18 @@ fn the_lock_does_not_depend_on_the_environment() {
     let spawned: Vec<_> = ["a", "b", "c"]
         .iter()
         .map(|xdg| {
-            t.command("usrsvc", &["start", &name])
+            let mut cmd = t.command("usrsvc", &["start", &name]);
+            cmd
                 // The default runtime directory, as users get it.
                 .env_remove("USRSVC_RUNTIME_DIR")
                 .env("XDG_RUNTIME_DIR", t.path(xdg))
                 .env("HOME", t.path(xdg))
-                .args(["--config", t.path("usrsvc.cfg").to_str().expect("utf8")])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("spawn")
+                .args(["--config", t.path("usrsvc.cfg").to_str().expect("utf8")]);
+            t.piped(cmd)
         })
         .collect();
     for c in spawned {
-        let out = c.wait_with_output().expect("wait");
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::expect_exit(c, 0);
     }
     assert_eq!(common::pids_matching(&t.sleep(1)).len(), 1);
     t.run(&["stop", &name]).expect_code(0);
@@ -722,12 +700,7 @@ fn a_usrsvc_command_is_never_taken_for_the_program() {
                 .iter()
                 .any(|p| stat_field(*p, 4) == Some(holder.id().to_string()))
     }));
-    let start = t
-        .command("usrsvc", &["start", &name])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn start");
+    let start = t.spawn(&["start", &name]);
     let r = t.run(&["status", &name]);
     assert!(!r.stdout().contains("Matched"), "{}", r.all());
     r.expect_code(1);
@@ -806,12 +779,7 @@ fn a_failed_start_never_touches_a_process_that_reuses_the_launched_pid() {
         &format!("\"echo $$ > {}; exit 0\"", pidfile.display()),
         "useshell = true\nproctitle_re = ^never$\nsuccess_seconds = 3",
     )]);
-    let mut start = t
-        .command("usrsvc", &["start", "quick"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut start = t.spawn(&["start", "quick"]);
     assert!(wait_for(LONG, || common::read(&pidfile)
         .trim()
         .parse::<i32>()
@@ -873,12 +841,7 @@ fn parallel_actions_run_each_program_in_its_own_process() {
 #[test]
 fn a_program_that_rewrites_its_title_is_recognised() {
     // perl's `$0 = ...` leaves one argument with spaces; 1.5.13 matched it by its end.
-    if std::process::Command::new("perl")
-        .arg("-e1")
-        .status()
-        .is_err()
-    {
-        eprintln!("SKIPPED: no perl");
+    if !have_perl() {
         return;
     }
     let t = Env::new();
@@ -984,12 +947,7 @@ fn the_shell_that_runs_usrsvc_is_never_taken_for_the_program() {
 
 #[test]
 fn a_failed_start_also_stops_a_process_that_blanked_its_title() {
-    if std::process::Command::new("perl")
-        .arg("-e1")
-        .status()
-        .is_err()
-    {
-        eprintln!("SKIPPED: no perl");
+    if !have_perl() {
         return;
     }
     let t = Env::new();
@@ -1023,12 +981,7 @@ fn an_interrupted_start_still_finishes_and_cleans_up() {
         &format!("\"{} & sleep 1.5; exit 2\"", t.sleep(1)),
         "useshell = true\nsuccess_seconds = 3",
     )]);
-    let start = t
-        .command("usrsvc", &["start", "slowfail"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let start = t.spawn(&["start", "slowfail"]);
     assert!(wait_for(LONG, || !common::pids_matching(&t.sleep(1)).is_empty()));
     for sig in ["-INT", "-TERM", "-HUP"] {
         std::process::Command::new("kill")
@@ -1078,4 +1031,15 @@ fn a_failed_start_spares_what_the_callers_other_children_start_later() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+fn have_perl() -> bool {
+    let ok = std::process::Command::new("perl")
+        .arg("-e1")
+        .status()
+        .is_ok();
+    if !ok {
+        eprintln!("SKIPPED: no perl");
+    }
+    ok
 }

@@ -290,26 +290,23 @@ impl Launched<'_> {
             if left.is_empty() {
                 break;
             }
+            let pids = left
+                .iter()
+                .map(|m| m.pid.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
             if round == CLEANUP_ROUNDS {
                 self.report.error(&format!(
-                    "({}) - Gave up stopping what the failed start left: {} process(es) still running (it keeps forking?): {}",
+                    "({}) - Gave up stopping what the failed start left: {} process(es) still running (it keeps forking?): {pids}",
                     self.prog.name,
                     left.len(),
-                    left.iter()
-                        .map(|m| m.pid.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
                 ));
                 break;
             }
             self.report.error(&format!(
-                "({}) - Stopping {} process(es) left by the failed start: {}",
+                "({}) - Stopping {} process(es) left by the failed start: {pids}",
                 self.prog.name,
                 left.len(),
-                left.iter()
-                    .map(|m| m.pid.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
             ));
             terminate_all(&left, grace);
             // Latecomers get no second grace period.

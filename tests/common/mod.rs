@@ -27,6 +27,19 @@ pub struct Run {
     pub out: Output,
 }
 
+/// Asserts that a spawned command exited with `code`, showing its stderr otherwise.
+#[track_caller]
+pub fn expect_exit(child: std::process::Child, code: i32) -> Output {
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 impl Run {
     pub fn code(&self) -> i32 {
         self.out.status.code().unwrap_or(-1)
@@ -143,6 +156,19 @@ impl Env {
             .env_remove("USRSVC_CONFIG")
             .current_dir(&self.home);
         c
+    }
+
+    /// Starts `usrsvc ARGS` without waiting, output captured (for concurrent commands).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.piped(self.command("usrsvc", args))
+    }
+
+    /// Spawns `cmd` with its output captured.
+    pub fn piped(&self, mut cmd: Command) -> std::process::Child {
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn")
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
