@@ -347,6 +347,18 @@ class Bench:
     def out(self, line=""):
         self.md.append(line)
 
+    def latency_table(self, cases, samples):
+        """Prints one row per measured command (wall and CPU in ms); returns the medians."""
+        rows = []
+        med = {}
+        for label, argv, _ in cases:
+            w = stats([x.wall * 1000 for x in samples[label]])
+            c = statistics.fmean(x.cpu * 1000 for x in samples[label])
+            med[label] = w["median"]
+            rows.append([label, f"`{q(argv)}`", f"{w['median']:.2f}", f"{w['min']:.2f}", f"{w['max']:.2f}", f"{w['mean']:.2f}", f"{c:.2f}"])
+        self.table(["what", "exact command", "median ms", "min ms", "max ms", "mean ms", "mean CPU ms (user+sys)"], rows)
+        return med
+
     def table(self, header, rows):
         self.out("| " + " | ".join(header) + " |")
         self.out("|" + "|".join("---" for _ in header) + "|")
@@ -441,14 +453,7 @@ class Bench:
 
         self.out(f"## 1. `status` latency: running program, valid pidfile (N={n} each after {warm} warm-ups, interleaved)")
         self.out()
-        rows = []
-        med = {}
-        for label, argv, _ in cases:
-            w = stats([x.wall * 1000 for x in samples[label]])
-            c = statistics.fmean(x.cpu * 1000 for x in samples[label])
-            med[label] = w["median"]
-            rows.append([label, f"`{q(argv)}`", f"{w['median']:.2f}", f"{w['min']:.2f}", f"{w['max']:.2f}", f"{w['mean']:.2f}", f"{c:.2f}"])
-        self.table(["what", "exact command", "median ms", "min ms", "max ms", "mean ms", "mean CPU ms (user+sys)"], rows)
+        med = self.latency_table(cases, samples)
         ours = med["**ours** `status sleeper`"]
         if self.py:
             speedup = med["Python usrsvc 1.5.13 `status sleeper`"] / ours
@@ -529,14 +534,7 @@ class Bench:
             "every tool reads every one of them. Expected answer: not running (exit 1)."
         )
         self.out()
-        rows = []
-        med = {}
-        for label, argv, _ in cases:
-            w = stats([x.wall * 1000 for x in samples[label]])
-            c = statistics.fmean(x.cpu * 1000 for x in samples[label])
-            med[label] = w["median"]
-            rows.append([label, f"`{q(argv)}`", f"{w['median']:.2f}", f"{w['min']:.2f}", f"{w['max']:.2f}", f"{w['mean']:.2f}", f"{c:.2f}"])
-        self.table(["what", "exact command", "median ms", "min ms", "max ms", "mean ms", "mean CPU ms (user+sys)"], rows)
+        med = self.latency_table(cases, samples)
         ours, pg_med = med["**ours** `status absent`"], med[f"`pgrep -f '{SCAN_PATTERN}'`"]
         verdict = "PASS" if ours < pg_med else "FAIL"
         self.out(f"Ours vs pgrep (medians): {ours:.2f} ms vs {pg_med:.2f} ms = **{pg_med / ours:.2f}×** — goal: ours faster than pgrep — **{verdict}**")

@@ -15,7 +15,6 @@ use std::time::Duration;
 pub use identify::{find_running, Mode};
 pub use lock::{runtime_dir, LockError, ProgramLock};
 pub use report::{process_dict, Report};
-pub use spawn::program_env;
 
 use crate::config::{Config, ProgramConfig};
 use crate::exit::ReturnCode;

@@ -122,12 +122,6 @@ fn read_at(dir: impl AsFd, path: &str, buf: &mut Vec<u8>) -> std::io::Result<()>
     Ok(())
 }
 
-/// The owner of `/proc/PID`, or None when the process does not exist.
-pub fn pid_uid(pid: i32) -> Option<u32> {
-    let st = rustix::fs::stat(format!("/proc/{pid}")).ok()?;
-    Some(st.st_uid)
-}
-
 /// Parses `/proc/PID/cmdline`: NUL-separated arguments. The last argument need not end in NUL
 /// (usrsvc 1.5.13 dropped it then), and processes that rewrite their title pad with NULs, which
 /// would otherwise become trailing empty arguments.
@@ -200,13 +194,6 @@ pub fn read_proc(pid: i32) -> Option<ProcInfo> {
         .ok()?
         .st_uid;
     read_with(&dir, pid, uid, &mut Vec::with_capacity(512))
-}
-
-/// RSS in kB of one process, from `/proc/PID/statm` (resident pages, shared pages included).
-pub fn rss_kb(pid: i32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let pages: u64 = text.split_ascii_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * page_size_kb())
 }
 
 /// Whether `pid` runs usrsvc itself (this binary, any `usrsvc`/`usrsvcd`, or the Python
