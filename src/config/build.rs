@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use super::error::{ConfigError, ConfigErrorKind as Kind, ConfigErrors};
 use super::inherit::{merge, Item, Origin, Table};
 use super::interpolate::{interpolate_value, InterpolationError};
-use super::model::{Config, Location, LogTarget, MainConfig, MonitoringConfig, ProgramConfig};
+use super::model::{
+    Config, Location, LogTarget, MainConfig, MonitoringConfig, ProgramConfig, SmtpConfig,
+};
 use super::python::{py_dirname, py_list_repr, py_strip};
 use super::shlex::shlex_split;
 use super::syntax::{RawTree, RawValue, ROOT};
@@ -43,16 +45,22 @@ impl SourceFile {
     }
 }
 
-const MAIN_KEYS: [&str; 5] = [
+const MAIN_KEYS: [&str; 10] = [
     "config_dir",
     "pidfile",
     "usrsvcd_stdout",
     "usrsvcd_stderr",
     "sendmail_path",
+    // New in 2.0: SMTP delivery of alerts.
+    "smtp_host",
+    "smtp_port",
+    "smtp_from",
+    "smtp_starttls",
+    "smtp_credentials_file",
 ];
 
 /// Keys of a program, canonical spellings.
-const PROGRAM_KEYS: [&str; 20] = [
+const PROGRAM_KEYS: [&str; 23] = [
     "command",
     "pidfile",
     "autostart",
@@ -73,13 +81,19 @@ const PROGRAM_KEYS: [&str; 20] = [
     "Monitoring",
     "defaults",
     "email_alerts",
+    // New in 2.0: the daemon's restart policy and the alert rate limit.
+    "restart_delay_max",
+    "stable_seconds",
+    "email_interval",
 ];
 
-const MONITORING_KEYS: [&str; 4] = [
+const MONITORING_KEYS: [&str; 5] = [
     "monitor_after",
     "activityfile",
     "activityfile_limit",
     "rss_limit",
+    // New in 2.0.
+    "check_interval",
 ];
 
 /// A key's value after interpolation.
@@ -346,12 +360,19 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn float(&mut self, values: &Values<'_, 'a>, canon: &str, default: f64, scope: &Scope) -> f64 {
-        match self.scalar(values, canon, scope, "") {
+    fn float(
+        &mut self,
+        values: &Values<'_, 'a>,
+        canon: &str,
+        default: f64,
+        scope: &Scope,
+        prefix: &str,
+    ) -> f64 {
+        match self.scalar(values, canon, scope, prefix) {
             Some(Some((v, origin, key))) => match to_float(&key, &v) {
                 Ok(n) => n,
                 Err(r) => {
-                    self.reject(scope, &origin, &key, r);
+                    self.reject(scope, &origin, &format!("{prefix}{key}"), r);
                     default
                 }
             },
@@ -460,12 +481,71 @@ impl<'a> Builder<'a> {
             Some(None) => None,
             _ => self.find_sendmail(),
         };
+        let smtp = self.smtp(&values, &scope);
         Some(MainConfig {
             config_dir,
             pidfile,
             usrsvcd_stdout,
             usrsvcd_stderr,
             sendmail_path,
+            smtp,
+        })
+    }
+
+    /// The `smtp_*` keys: `None` unless `smtp_host` is set; the others without it are an error
+    /// (they would silently do nothing).
+    fn smtp(&mut self, values: &Values<'_, 'a>, scope: &Scope) -> Option<SmtpConfig> {
+        let host = match self.scalar(values, "smtp_host", scope, "") {
+            Some(Some((v, _, _))) if !v.trim().is_empty() => Some(v.trim().to_string()),
+            _ => None,
+        };
+        let port = self.int(values, "smtp_port", 25, scope, "");
+        let starttls = self.boolean(values, "smtp_starttls", false, scope);
+        let from = match self.scalar(values, "smtp_from", scope, "") {
+            Some(Some((v, _, _))) if !v.trim().is_empty() => Some(v.trim().to_string()),
+            _ => None,
+        };
+        let credentials_file = match self.scalar(values, "smtp_credentials_file", scope, "") {
+            Some(Some((v, origin, _))) if !v.is_empty() => Some(self.path(&v, &origin)),
+            _ => None,
+        };
+        if host.is_none() {
+            for key in [
+                "smtp_port",
+                "smtp_from",
+                "smtp_starttls",
+                "smtp_credentials_file",
+            ] {
+                if let Some((_, item, _)) = values.iter().find(|(k, _, _)| *k == key) {
+                    let origin = item.origin().clone();
+                    self.error(
+                        Kind::SmtpWithoutHost,
+                        scope,
+                        Some(&origin),
+                        Some(key),
+                        format!("{key} is set but smtp_host is not; set smtp_host to send alerts by SMTP."),
+                    );
+                }
+            }
+            return None;
+        }
+        if port == 0 || port > 65535 {
+            if let Some(Some((_, origin, key))) = self.scalar(values, "smtp_port", scope, "") {
+                self.error(
+                    Kind::InvalidRange,
+                    scope,
+                    Some(&origin),
+                    Some(&key),
+                    format!("smtp_port must be between 1 and 65535, not {port}."),
+                );
+            }
+        }
+        Some(SmtpConfig {
+            host: host?,
+            port: u16::try_from(port).unwrap_or(25),
+            from,
+            starttls,
+            credentials_file,
         })
     }
 
@@ -767,12 +847,31 @@ impl<'a> Builder<'a> {
         self.conflicts(table, "maxrestarts", scope);
         let maxrestarts = self.int(&values, "maxrestarts", 0, scope, "");
         let restart_delay = self.int(&values, "restart_delay", 0, scope, "");
-        let success_seconds = self.float(&values, "success_seconds", 2.0, scope);
+        let success_seconds = self.float(&values, "success_seconds", 2.0, scope, "");
         let autopid = self.boolean(&values, "autopid", true, scope);
         let useshell = self.boolean(&values, "useshell", false, scope);
         let scan_for_process = self.boolean(&values, "scan_for_process", true, scope);
-        let term_to_kill_seconds = self.float(&values, "term_to_kill_seconds", 8.0, scope);
+        let term_to_kill_seconds = self.float(&values, "term_to_kill_seconds", 8.0, scope, "");
         let inherit_env = self.boolean(&values, "inherit_env", true, scope);
+        let restart_delay_max = self.int(&values, "restart_delay_max", 300, scope, "");
+        if restart_delay_max < restart_delay {
+            if let Some(Some((_, origin, key))) =
+                self.scalar(&values, "restart_delay_max", scope, "")
+            {
+                self.error(
+                    Kind::InvalidRange,
+                    scope,
+                    Some(&origin),
+                    Some(&key),
+                    format!(
+                        "restart_delay_max ({restart_delay_max}) must not be less than restart_delay ({restart_delay})."
+                    ),
+                );
+            }
+        }
+        let restart_delay_max = restart_delay_max.max(restart_delay);
+        let stable_seconds = self.float(&values, "stable_seconds", 60.0, scope, "");
+        let email_interval = self.int(&values, "email_interval", 300, scope, "");
 
         // 4. defaults (checked before the merge; only kept here)
         let defaults = values.iter().find_map(|(k, _, r)| match (k, r) {
@@ -912,6 +1011,8 @@ impl<'a> Builder<'a> {
             autorestart,
             maxrestarts,
             restart_delay,
+            restart_delay_max,
+            stable_seconds,
             success_seconds,
             autopid,
             useshell,
@@ -925,6 +1026,7 @@ impl<'a> Builder<'a> {
             stdout: stdout?,
             stderr: stderr?,
             email_alerts,
+            email_interval,
         })
     }
 
@@ -1031,6 +1133,21 @@ impl<'a> Builder<'a> {
         }
         m.activityfile_limit = self.int(&inner, "activityfile_limit", 120, scope, &prefix);
         m.rss_limit = self.int(&inner, "rss_limit", 0, scope, &prefix);
+        m.check_interval = self.float(&inner, "check_interval", 5.0, scope, &prefix);
+        if m.check_interval < 0.1 {
+            if let Some(Some((_, origin, key))) =
+                self.scalar(&inner, "check_interval", scope, &prefix)
+            {
+                self.error(
+                    Kind::InvalidRange,
+                    scope,
+                    Some(&origin),
+                    Some(&format!("{prefix}{key}")),
+                    "check_interval must be at least 0.1 seconds.".into(),
+                );
+            }
+            m.check_interval = 5.0;
+        }
         let unknown = Self::unknown(&inner, &MONITORING_KEYS);
         if let Some(first) = unknown.first() {
             let names: Vec<&str> = unknown.iter().map(|i| i.key()).collect();
@@ -1196,6 +1313,63 @@ mod tests {
         assert_eq!(p.proctitle_re, None);
         assert_eq!(p.email_alerts, None);
         assert!(c.program("q").is_none());
+    }
+
+    #[test]
+    fn daemon_keys_new_in_2_0() {
+        let c = ok(&[main_with(PROG)]);
+        let p = c.program("p").expect("p");
+        assert_eq!((p.restart_delay_max, p.stable_seconds), (300, 60.0));
+        assert_eq!((p.email_interval, p.monitoring.check_interval), (300, 5.0));
+        assert_eq!(c.main.smtp, None);
+
+        let c = ok(&[main_with(&format!(
+            "smtp_host = mail.example\nsmtp_starttls = true\nsmtp_credentials_file = ~/smtp.pw\n\
+             {PROG}restart_delay = 400\nstable_seconds = 1.5\nemail_interval = 0\n\
+             [[Monitoring]]\nrss_limit = 100\ncheck_interval = 0.5\n"
+        ))]);
+        let smtp = c.main.smtp.clone().expect("smtp");
+        assert_eq!(
+            (smtp.host.as_str(), smtp.port, smtp.starttls),
+            ("mail.example", 25, true)
+        );
+        assert_eq!(
+            smtp.credentials_file,
+            Some(PathBuf::from("/home/u/smtp.pw"))
+        );
+        let p = c.program("p").expect("p");
+        // An absent cap never undercuts an explicit delay.
+        assert_eq!((p.restart_delay, p.restart_delay_max), (400, 400));
+        assert_eq!((p.stable_seconds, p.email_interval), (1.5, 0));
+        assert_eq!(p.monitoring.check_interval, 0.5);
+    }
+
+    #[test]
+    fn daemon_keys_rejected_with_their_place() {
+        let e = errors(&[main_with(&format!(
+            "{PROG}restart_delay = 10\nrestart_delay_max = 5\n"
+        ))]);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!((e[0].kind, e[0].line), (Kind::InvalidRange, Some(7)));
+        assert_eq!(e[0].key.as_deref(), Some("restart_delay_max"));
+
+        let e = errors(&[main_with(&format!("smtp_port = 2525\n{PROG}"))]);
+        assert_eq!((e[0].kind, e[0].line), (Kind::SmtpWithoutHost, Some(2)));
+        assert_eq!(e[0].key.as_deref(), Some("smtp_port"));
+
+        let e = errors(&[main_with(&format!(
+            "smtp_host = h\nsmtp_port = 70000\n{PROG}"
+        ))]);
+        assert_eq!((e[0].kind, e[0].line), (Kind::InvalidRange, Some(3)));
+
+        let e = errors(&[main_with(&format!(
+            "{PROG}[[Monitoring]]\ncheck_interval = 0\n"
+        ))]);
+        assert_eq!((e[0].kind, e[0].line), (Kind::InvalidRange, Some(7)));
+        assert_eq!(e[0].key.as_deref(), Some("Monitoring.check_interval"));
+
+        let e = errors(&[main_with(&format!("{PROG}stable_seconds = soon\n"))]);
+        assert_eq!(e[0].kind, Kind::InvalidFloat);
     }
 
     #[test]

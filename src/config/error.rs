@@ -62,6 +62,10 @@ pub enum ConfigErrorKind {
     InvalidInt,
     /// A number that does not match the original's float syntax.
     InvalidFloat,
+    /// A number outside the range its key allows (e.g. `restart_delay_max` < `restart_delay`).
+    InvalidRange,
+    /// An `smtp_*` key without `smtp_host`.
+    SmtpWithoutHost,
     /// An explicit `sendmail_path` that does not exist.
     SendmailMissing,
     /// A program without `command`, or whose command is empty.

@@ -27,7 +27,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors};
-pub use model::{Config, Location, LogTarget, MainConfig, MonitoringConfig, ProgramConfig};
+pub use model::{
+    Config, Location, LogTarget, MainConfig, MonitoringConfig, ProgramConfig, SmtpConfig,
+};
 pub use shlex::shlex_split;
 
 use build::{Probe, SourceFile};

@@ -5,9 +5,11 @@
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+
 /// The whole configuration: `[Main]` and every program, in the order the original iterates
 /// them (file order, then section order within a file).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Config {
     pub main_file: PathBuf,
     /// The main file, then the config_dir files in the order they were read.
@@ -25,7 +27,7 @@ impl Config {
 }
 
 /// `[Main]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MainConfig {
     pub config_dir: Option<PathBuf>,
     pub pidfile: PathBuf,
@@ -33,10 +35,24 @@ pub struct MainConfig {
     pub usrsvcd_stderr: Option<LogTarget>,
     /// Resolved per spec §7.3; `None` when no sendmail was found.
     pub sendmail_path: Option<PathBuf>,
+    /// New in 2.0: alerts go by SMTP when `smtp_host` is set, else through `sendmail_path`.
+    pub smtp: Option<SmtpConfig>,
+}
+
+/// `smtp_host`, `smtp_port` (25), `smtp_from` (default `<user>@<host>`), `smtp_starttls`
+/// (false), `smtp_credentials_file` (a file holding `username:password`, read at send time so
+/// the secret is never part of the config or its logs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub from: Option<String>,
+    pub starttls: bool,
+    pub credentials_file: Option<PathBuf>,
 }
 
 /// Where `usrsvcd_stderr` goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LogTarget {
     /// The literal `stdout`: the same stream as usrsvcd's stdout.
     Stdout,
@@ -44,7 +60,7 @@ pub enum LogTarget {
 }
 
 /// A place in a config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Location {
     pub file: PathBuf,
     pub line: usize,
@@ -52,7 +68,7 @@ pub struct Location {
 
 /// One `[Program:NAME]`, after `DefaultSettings` were merged in. Field names are the config
 /// keys, so spec and code grep alike.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProgramConfig {
     pub name: String,
     pub defined_at: Location,
@@ -66,6 +82,10 @@ pub struct ProgramConfig {
     pub autorestart: bool,
     pub maxrestarts: u64,
     pub restart_delay: u64,
+    /// New in 2.0: the cap of the doubling restart delay, seconds (300).
+    pub restart_delay_max: u64,
+    /// New in 2.0: a run this long (seconds, 60) is a success and resets the failure count.
+    pub stable_seconds: f64,
     pub success_seconds: f64,
     pub autopid: bool,
     pub useshell: bool,
@@ -83,16 +103,21 @@ pub struct ProgramConfig {
     /// Equal to `stdout` when absent, empty or `stdout`.
     pub stderr: PathBuf,
     pub email_alerts: Option<String>,
+    /// New in 2.0: at most one mail per program per this many seconds (300); what happens in
+    /// between is summarised in the next mail.
+    pub email_interval: u64,
 }
 
 /// `[[Monitoring]]` (or its synonym `[[Monitor]]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MonitoringConfig {
     pub monitor_after: u64,
     pub activityfile: Option<PathBuf>,
     pub activityfile_limit: u64,
     /// kB; 0 = off.
     pub rss_limit: u64,
+    /// New in 2.0: seconds between two runs of the monitors (5).
+    pub check_interval: f64,
 }
 
 impl Default for MonitoringConfig {
@@ -102,6 +127,7 @@ impl Default for MonitoringConfig {
             activityfile: None,
             activityfile_limit: 120,
             rss_limit: 0,
+            check_interval: 5.0,
         }
     }
 }
