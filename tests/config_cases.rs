@@ -166,6 +166,7 @@ fn monitor_is_a_synonym_of_monitoring() {
             activityfile: None,
             activityfile_limit: 60,
             rss_limit: 2000,
+            check_interval: 5.0,
         }
     );
     assert!(p.monitoring.is_active());
