@@ -10,8 +10,10 @@
 //! reads `/proc` and pidfiles; `control` is the only code that starts or signals processes;
 //! `cli` maps arguments and outcomes to the compatible command line; `exit` owns exit codes.
 
+pub mod alert;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod daemon;
 pub mod exit;
 pub mod proc;

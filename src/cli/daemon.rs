@@ -1,13 +1,22 @@
-//! `usrsvcd [ACTION]`: argument handling of the daemon. This release implements `checkconfig`,
-//! which prints every configuration error, not only the first; the daemon itself comes next.
+//! `usrsvcd [ACTION]`: the daemon's command line (spec §1.2, §6.6–6.9). `start` (the default)
+//! detaches and returns only once the daemon is up, or says why it is not; `--foreground`
+//! runs it in place (systemd, tests). `stop|status|restart|reread` find the running daemon by
+//! its instance lock, pid, start time and uid. `--worker` is internal: the daemon's start
+//! and restart workers.
 
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 
 use super::{answer_early, config_path, load_config, Console};
-use crate::control::Report;
+use crate::control::signal::Pidfd;
+use crate::control::{process_dict, Action, Actor, Report};
+use crate::daemon::instance::{self, Instance, Readiness, StartError};
+use crate::daemon::supervise::{read_reread_status, Daemon, Options};
+use crate::daemon::{Format, Log};
 use crate::exit::ReturnCode;
 
 fn usage() -> String {
@@ -16,15 +25,17 @@ fn usage() -> String {
   Runs the usrsvc daemon, or acts on a running one.
 
 Actions:
-    start        Start the daemon (default).
+    start        Start the daemon in the background (default); returns once it is up.
     stop         Stop the running daemon; programs keep running.
     restart      Restart the daemon; programs keep running.
     status       Tell whether the daemon is running.
-    reread       Load a changed configuration into the running daemon.
+    reread       Load a changed configuration into the running daemon (also SIGUSR1, SIGHUP).
     checkconfig  Check the configuration and print every error in it.
 
 Options:
     --config PATH, -c     Main config file (default: $USRSVC_CONFIG, else $HOME/usrsvc.cfg).
+    --foreground          Run the daemon in the foreground (systemd, containers).
+    --log-format FORMAT   human (default) or json: one JSON object per log line.
     --debug               Print debugging information.
 
 Uses main config file in $HOME/usrsvc.cfg ( {} )
@@ -45,6 +56,16 @@ struct Args {
     config: Option<PathBuf>,
     #[arg(long)]
     debug: bool,
+    #[arg(long)]
+    foreground: bool,
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+    /// Internal: report readiness on the pipe given as stdin (used by `usrsvcd start`).
+    #[arg(long, hide = true)]
+    ready_on_stdin: bool,
+    /// Internal: run one start/restart for the daemon, config as JSON on stdin.
+    #[arg(long, hide = true, value_name = "ACTION")]
+    worker: Option<String>,
     #[arg(num_args = 0..)]
     words: Vec<String>,
 }
@@ -68,6 +89,21 @@ fn run(argv: Vec<String>) -> ReturnCode {
         eprint!("{}", usage());
         return ReturnCode::GeneralFailure;
     };
+    let console = Console {
+        debug: args.debug,
+        json: false,
+    };
+    let format = match args.log_format.as_deref().map(Format::parse) {
+        None => Format::Human,
+        Some(Some(f)) => f,
+        Some(None) => {
+            console.error("--log-format must be human or json.");
+            return ReturnCode::GeneralFailure;
+        }
+    };
+    if let Some(action) = &args.worker {
+        return worker(action, &args.words, Log::new(format, args.debug));
+    }
     let action = match args.words.as_slice() {
         [] => "start",
         [one] => one.as_str(),
@@ -77,8 +113,10 @@ fn run(argv: Vec<String>) -> ReturnCode {
             return ReturnCode::GeneralFailure;
         }
     };
-    let path = config_path(args.config);
+    let path = config_path(args.config.clone());
     match action {
+        "start" if args.foreground => foreground(&path, &args, format),
+        "start" => start(&path, &args, &console),
         "checkconfig" => match load_config(&path, &console, false) {
             Ok(_) => ReturnCode::Success,
             Err(errors) => {
@@ -88,15 +126,279 @@ fn run(argv: Vec<String>) -> ReturnCode {
                 ReturnCode::InvalidConfig
             }
         },
-        "start" | "stop" | "restart" | "status" | "reread" => {
-            console.error(&format!(
-                "usrsvcd {action}: the daemon is not part of this release yet; only checkconfig is available."
-            ));
-            ReturnCode::GeneralFailure
+        "status" => status(&console),
+        "stop" => stop(&console),
+        "restart" => {
+            let rc = stop(&console);
+            if !rc.is_success() {
+                return rc;
+            }
+            start(&path, &args, &console)
         }
+        "reread" => reread(&path, &console),
         other => {
             console.error(&format!("Unknown action: {other}"));
             ReturnCode::InvalidAction
         }
     }
+}
+
+/// `usrsvcd --foreground`: the daemon itself.
+fn foreground(path: &Path, args: &Args, format: Format) -> ReturnCode {
+    instance::take_notify_socket();
+    let log = Log::new(format, args.debug);
+    let mut ready = Readiness::new(args.ready_on_stdin);
+    let fail = |ready: &mut Readiness, e: StartError| {
+        log.error(&e.message);
+        ready.report(Err(&e));
+        e.code
+    };
+    let config = match crate::config::load(path, &super::home_dir()) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in errors.iter() {
+                log.error(&format!("Error in configuration: {e}"));
+            }
+            let first = errors
+                .iter()
+                .next()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            ready.report(Err(&StartError::new(
+                ReturnCode::InvalidConfig,
+                format!("Error in configuration: {first}"),
+            )));
+            return ReturnCode::InvalidConfig;
+        }
+    };
+    // Detached (`usrsvcd start`) without a log file: not the terminal it was started from.
+    let default_log = if args.ready_on_stdin {
+        instance::default_log()
+    } else {
+        None
+    };
+    if let Err(e) = instance::open_logs(&config.main, default_log.as_deref()) {
+        return fail(&mut ready, e);
+    }
+    for w in &config.warnings {
+        log.warn(w);
+    }
+    let claim = match Instance::claim(&config.main.pidfile) {
+        Ok(c) => c,
+        Err(e) => return fail(&mut ready, e),
+    };
+    let opts = Options {
+        config_path: path.to_path_buf(),
+        log: log.clone(),
+        poll_mode: std::env::var("USRSVCD_WATCH").is_ok_and(|v| v == "poll"),
+    };
+    let daemon = match Daemon::new(opts, config, claim) {
+        Ok(d) => d,
+        Err(e) => {
+            return fail(
+                &mut ready,
+                StartError::new(
+                    ReturnCode::UnknownFailure,
+                    format!("Cannot set up signal handling: {e}"),
+                ),
+            )
+        }
+    };
+    log.info(&format!("usrsvcd started as pid: {}", std::process::id()));
+    if args.debug {
+        log.info("DEBUG IS ENABLED!");
+    }
+    ready.report(Ok(()));
+    daemon.run();
+    log.info("usrsvcd stopped.");
+    ReturnCode::Success
+}
+
+/// `usrsvcd start`: runs `usrsvcd --foreground` detached and waits until it says it is up
+/// (or why it is not).
+fn start(path: &Path, args: &Args, console: &Console) -> ReturnCode {
+    if let Err(errors) = load_config(path, console, false) {
+        for e in errors.iter() {
+            console.error(&format!("Error in configuration: {e}"));
+        }
+        return ReturnCode::InvalidConfig;
+    }
+    if let Some(p) = instance::running() {
+        console.error(&format!(
+            "usrsvcd is already running:\n\n{}\n",
+            process_dict(&p)
+        ));
+        return ReturnCode::UsrsvcdAlreadyRunning;
+    }
+    let (mut rd, wr) = match std::os::unix::net::UnixStream::pair() {
+        Ok(p) => p,
+        Err(e) => {
+            console.error(&format!("Cannot start usrsvcd: {e}"));
+            return ReturnCode::UnknownFailure;
+        }
+    };
+    let mut cmd = Command::new("/proc/self/exe");
+    std::os::unix::process::CommandExt::arg0(&mut cmd, "usrsvcd");
+    cmd.arg("--foreground")
+        .arg("--ready-on-stdin")
+        .arg("--config")
+        .arg(path);
+    if args.debug {
+        cmd.arg("--debug");
+    }
+    if let Some(f) = &args.log_format {
+        cmd.arg("--log-format").arg(f);
+    }
+    cmd.stdin(Stdio::from(std::os::fd::OwnedFd::from(wr)));
+    crate::control::spawn::detach(&mut cmd);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            console.error(&format!("Cannot start usrsvcd: {e}"));
+            return ReturnCode::UnknownFailure;
+        }
+    };
+    drop(cmd);
+    let mut answer = String::new();
+    let _ = rd.read_to_string(&mut answer);
+    let line = answer.lines().next().unwrap_or("");
+    if let Some(pid) = line.strip_prefix("READY ") {
+        console.info(&format!("usrsvcd started as pid: {pid}"));
+        return ReturnCode::Success;
+    }
+    if let Some(rest) = line.strip_prefix("ERROR ") {
+        let (code, msg) = rest.split_once(' ').unwrap_or((rest, ""));
+        console.error(&format!("usrsvcd did not start: {msg}"));
+        return code
+            .parse()
+            .ok()
+            .and_then(ReturnCode::from_code)
+            .unwrap_or(ReturnCode::GeneralFailure);
+    }
+    let how = match child.wait() {
+        Ok(s) => s.to_string(),
+        Err(e) => e.to_string(),
+    };
+    console.error(&format!(
+        "usrsvcd did not start: it ended during start-up ({how})."
+    ));
+    ReturnCode::GeneralFailure
+}
+
+fn status(console: &Console) -> ReturnCode {
+    match instance::running() {
+        Some(p) => {
+            console.info(&format!("usrsvcd is running:\n\n{}\n", process_dict(&p)));
+            ReturnCode::Success
+        }
+        None => {
+            console.error("usrsvcd is not running.");
+            ReturnCode::GeneralFailure
+        }
+    }
+}
+
+/// SIGTERM through a verified pidfd, then wait for it to be gone (SIGKILL after 10 s).
+fn stop(console: &Console) -> ReturnCode {
+    let Some(p) = instance::running() else {
+        return ReturnCode::Success;
+    };
+    let fd = match Pidfd::open_verified(&p) {
+        Ok(Some(fd)) => fd,
+        Ok(None) => return ReturnCode::Success,
+        Err(e) => {
+            console.error(&format!("Cannot terminate existing usrsvcd process ({e})"));
+            return ReturnCode::GeneralFailure;
+        }
+    };
+    console.info(&format!("Sending SIGTERM to running usrsvcd pid={}", p.pid));
+    if let Err(e) = fd.signal(rustix::process::Signal::TERM) {
+        console.error(&format!(
+            "Cannot terminate existing usrsvcd process ({e}):\n\n{}\n",
+            process_dict(&p)
+        ));
+        return ReturnCode::GeneralFailure;
+    }
+    if fd.wait_exit(Some(Duration::from_secs(10))) {
+        return ReturnCode::Success;
+    }
+    console.error("usrsvcd did not die within 10 seconds, sending SIGKILL");
+    let _ = fd.signal(rustix::process::Signal::KILL);
+    fd.wait_exit(Some(Duration::from_secs(10)));
+    ReturnCode::Success
+}
+
+/// Checks the config, signals the daemon and reports what the daemon made of it.
+fn reread(path: &Path, console: &Console) -> ReturnCode {
+    if let Err(errors) = load_config(path, console, false) {
+        for e in errors.iter() {
+            console.error(&format!("Error in configuration: {e}"));
+        }
+        console.error("Error in config, cannot continue.");
+        return ReturnCode::InvalidConfig;
+    }
+    let Some(p) = instance::running() else {
+        console.error("usrsvcd is not running.");
+        return ReturnCode::Success;
+    };
+    let before = read_reread_status()
+        .filter(|s| s.0 == p.pid as u32)
+        .map_or(0, |s| s.1);
+    let fd = match Pidfd::open_verified(&p) {
+        Ok(Some(fd)) => fd,
+        _ => {
+            console.error("usrsvcd is not running.");
+            return ReturnCode::Success;
+        }
+    };
+    console.info("Config okay, triggering reload...");
+    if let Err(e) = fd.signal(rustix::process::Signal::USR1) {
+        console.error(&format!("Cannot signal usrsvcd: {e}"));
+        return ReturnCode::GeneralFailure;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Some((pid, seq, ok, errors)) = read_reread_status() {
+            if pid == p.pid as u32 && seq > before {
+                if ok {
+                    console.info("usrsvcd loaded the new config.");
+                    return ReturnCode::Success;
+                }
+                for e in errors {
+                    console.error(&format!("Error in configuration: {e}"));
+                }
+                console.error("usrsvcd rejected the new config and keeps the running one.");
+                return ReturnCode::InvalidConfig;
+            }
+        }
+        if fd.wait_exit(Some(Duration::from_millis(20))) {
+            console.error("usrsvcd exited while rereading its config.");
+            return ReturnCode::GeneralFailure;
+        }
+    }
+    console.error("usrsvcd did not report on the reread within 30 s.");
+    ReturnCode::GeneralFailure
+}
+
+/// `usrsvcd --worker ACTION -- NAME`: one start or restart on the daemon's behalf, with the
+/// daemon's in-memory config (not the file, which may have changed or be broken).
+fn worker(action: &str, words: &[String], log: Log) -> ReturnCode {
+    let (Some(action), [name]) = (Action::parse(action), words) else {
+        log.error("usrsvcd --worker: needs ACTION -- NAME");
+        return ReturnCode::InvalidAction;
+    };
+    let mut json = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut json) {
+        log.error(&format!("({name}) - worker cannot read its config: {e}"));
+        return ReturnCode::UnknownFailure;
+    }
+    let config: crate::config::Config = match serde_json::from_str(&json) {
+        Ok(c) => c,
+        Err(e) => {
+            log.error(&format!("({name}) - worker got a bad config: {e}"));
+            return ReturnCode::UnknownFailure;
+        }
+    };
+    let log = log.for_program(name);
+    crate::control::run_as(&config, action, name, &log, Actor::Daemon).code
 }

@@ -2,11 +2,12 @@
 //! one program, under that program's lock. Everything here identifies a process (pid + uid +
 //! start time + cmdline) before acting on it, and acts through a pidfd.
 
+pub mod hold;
 pub mod identify;
 pub mod lock;
 pub mod report;
 pub mod signal;
-mod spawn;
+pub(crate) mod spawn;
 pub mod start;
 pub mod stop;
 
@@ -67,6 +68,37 @@ impl Outcome {
     }
 }
 
+/// Keeps the operator-stop mark in step with the action, under the program's lock. Some when
+/// the action must not go on.
+fn mark(action: Action, name: &str, by: Actor, report: &dyn Report) -> Option<Outcome> {
+    match (action, by) {
+        (Action::Status, _) => None,
+        (Action::Stop, Actor::Operator) => {
+            if let Err(e) = hold::mark_stopped(name) {
+                report.error(&format!(
+                    "({name}) - Warning: cannot record the stop ({e}); a running usrsvcd may start {name} again."
+                ));
+            }
+            None
+        }
+        (Action::Start | Action::Restart, Actor::Operator) => {
+            if let Err(e) = hold::clear_stopped(name) {
+                report.error(&format!(
+                    "({name}) - Warning: cannot clear the stopped-by-operator mark ({e}); usrsvcd will not restart {name} if it dies."
+                ));
+            }
+            None
+        }
+        (Action::Start | Action::Restart, Actor::Daemon) if hold::is_stopped(name) => {
+            report.info(&format!(
+                "({name}) - stopped by the operator (usrsvc stop {name}); not starting it."
+            ));
+            Some(Outcome::no_process(ReturnCode::Success))
+        }
+        (_, Actor::Daemon) => None,
+    }
+}
+
 /// A config value in seconds as a `Duration`. 1.5.13 accepted any size, so huge values are
 /// capped (at about a century) rather than overflowing a deadline.
 pub fn seconds(value: f64) -> Duration {
@@ -82,9 +114,31 @@ fn lock_timeout(prog: &ProgramConfig) -> Duration {
     Duration::from_secs(31) + seconds(busy)
 }
 
+/// Who asks for an action: the operator (`usrsvc`) or the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    /// `usrsvc`: `stop` marks the program stopped by the operator, `start`/`restart` clear
+    /// the mark.
+    Operator,
+    /// `usrsvcd`: never touches the mark, and never starts a program the operator stopped
+    /// (checked under the lock, so a `usrsvc stop` racing the daemon's restart wins).
+    Daemon,
+}
+
 /// Runs `action` on the program `name`: the single-program path of `usrsvc ACTION NAME`.
 /// `status` never waits behind another command's lock: when the lock is taken it only looks.
 pub fn run(config: &Config, action: Action, name: &str, report: &dyn Report) -> Outcome {
+    run_as(config, action, name, report, Actor::Operator)
+}
+
+/// `run` on behalf of `by`.
+pub fn run_as(
+    config: &Config,
+    action: Action,
+    name: &str,
+    report: &dyn Report,
+    by: Actor,
+) -> Outcome {
     let Some(prog) = config.program(name) else {
         report.error(&format!("No such program: {name}"));
         return Outcome::no_process(ReturnCode::ProgramUndefined);
@@ -135,6 +189,9 @@ pub fn run(config: &Config, action: Action, name: &str, report: &dyn Report) -> 
             return Outcome::no_process(ReturnCode::InsufficientPermissions);
         }
     };
+    if let Some(outcome) = mark(action, name, by, report) {
+        return outcome;
+    }
     let outcome = match action {
         Action::Start => start::start(prog, &matcher, report),
         Action::Stop => Outcome::no_process(stop::stop(prog, &matcher, report)),

@@ -89,6 +89,13 @@ pub fn spawn_program(prog: &ProgramConfig, stdout: File, stderr: File) -> std::i
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr);
+    detach(&mut cmd);
+    cmd.spawn()
+}
+
+/// Makes `cmd` start detached: its own session, every signal disposition at its default, an
+/// empty signal mask, no fd above 2 inherited. Used for programs and for the daemon.
+pub fn detach(cmd: &mut Command) {
     // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
     // calls are allowed; it makes only raw syscalls (setsid, sigaction via signal,
     // sigprocmask, close_range/fcntl) and touches no heap or lock.
@@ -135,7 +142,6 @@ pub fn spawn_program(prog: &ProgramConfig, stdout: File, stderr: File) -> std::i
             Ok(())
         });
     }
-    cmd.spawn()
 }
 
 /// While alive, SIGINT, SIGTERM and SIGHUP are ignored by the calling process: a start, once

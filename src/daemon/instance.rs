@@ -1,0 +1,278 @@
+//! One daemon per user: the instance lock, the daemon's pidfile, its log descriptors, its
+//! readiness report, and finding the running daemon again for `usrsvcd stop|status|reread`.
+//!
+//! The lock is an `flock` on `usrsvcd.lock` in the private runtime directory, held for the
+//! daemon's whole life and released by the kernel however it ends; the file holds the
+//! holder's pid and start ticks, so the daemon is identified by lock + pid + start time + uid,
+//! never by a substring of a cmdline (1.5.13, §6.9). The `[Main] pidfile` is written for
+//! compatibility and removed at exit. This module does not supervise anything.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::config::{LogTarget, MainConfig};
+use crate::control::runtime_dir;
+use crate::exit::ReturnCode;
+use crate::proc::{self, ProcInfo};
+
+/// A failure to come up, with the exit code it maps to.
+#[derive(Debug)]
+pub struct StartError {
+    pub code: ReturnCode,
+    pub message: String,
+}
+
+impl StartError {
+    pub fn new(code: ReturnCode, message: impl Into<String>) -> StartError {
+        StartError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+fn lock_path() -> Result<PathBuf, StartError> {
+    runtime_dir()
+        .map(|d| d.join("usrsvcd.lock"))
+        .map_err(|e| StartError::new(ReturnCode::InsufficientPermissions, e.to_string()))
+}
+
+fn open_lock_file(path: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(path)
+}
+
+/// The running daemon's claim: dropping it releases the lock and removes the pidfile.
+#[derive(Debug)]
+pub struct Instance {
+    _lock: Flock<File>,
+    pidfile: PathBuf,
+}
+
+impl Instance {
+    /// Takes the instance lock and writes both pid records. `Err` with ALREADY_RUNNING when
+    /// another daemon holds the lock.
+    pub fn claim(pidfile: &Path) -> Result<Instance, StartError> {
+        let path = lock_path()?;
+        let file = open_lock_file(&path).map_err(|e| {
+            StartError::new(
+                ReturnCode::InsufficientPermissions,
+                format!("Cannot open the instance lock {}: {e}", path.display()),
+            )
+        })?;
+        let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => lock,
+            Err(_) => {
+                let who = running().map(|p| p.pid.to_string()).unwrap_or_default();
+                return Err(StartError::new(
+                    ReturnCode::UsrsvcdAlreadyRunning,
+                    format!("usrsvcd is already running (pid {who})."),
+                ));
+            }
+        };
+        let me = proc::read_proc(std::process::id() as i32)
+            .ok_or_else(|| StartError::new(ReturnCode::UnknownFailure, "cannot read /proc/self"))?;
+        let record = format!("{} {}\n", me.pid, me.start_ticks);
+        let written = lock
+            .set_len(0)
+            .and_then(|()| (&*lock).write_all(record.as_bytes()));
+        if let Err(e) = written {
+            return Err(StartError::new(
+                ReturnCode::InsufficientPermissions,
+                format!("Cannot write the instance lock {}: {e}", path.display()),
+            ));
+        }
+        if let Err(e) = proc::write_pidfile(pidfile, me.pid) {
+            return Err(StartError::new(
+                ReturnCode::InsufficientPermissions,
+                format!("Failed to write PID file ( {} ): {e}", pidfile.display()),
+            ));
+        }
+        Ok(Instance {
+            _lock: lock,
+            pidfile: pidfile.to_path_buf(),
+        })
+    }
+
+    /// A reread may move the pidfile: the old one goes, the new one is written.
+    pub fn move_pidfile(&mut self, to: &Path) -> std::io::Result<()> {
+        if to == self.pidfile {
+            return Ok(());
+        }
+        proc::write_pidfile(to, std::process::id() as i32)?;
+        self.remove_pidfile();
+        self.pidfile = to.to_path_buf();
+        Ok(())
+    }
+
+    fn remove_pidfile(&self) {
+        // Only our own: a pidfile that names someone else is not ours to remove.
+        if let proc::PidfileRead::Pid { pid, .. } = proc::read_pidfile(&self.pidfile) {
+            if pid == std::process::id() as i32 {
+                let _ = std::fs::remove_file(&self.pidfile);
+            }
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.remove_pidfile();
+    }
+}
+
+/// The running daemon of this user, proven by the held lock, the pid and start time it
+/// recorded, and the uid. None when no daemon runs.
+pub fn running() -> Option<ProcInfo> {
+    let path = lock_path().ok()?;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .ok()?;
+    // Whoever holds the lock is the daemon; if we can take it, nobody does.
+    if Flock::lock(file.try_clone().ok()?, FlockArg::LockSharedNonblock).is_ok() {
+        return None;
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).ok()?;
+    let mut words = text.split_whitespace();
+    let pid: i32 = words.next()?.parse().ok()?;
+    let ticks: u64 = words.next()?.parse().ok()?;
+    let info = proc::read_proc(pid)?;
+    (info.uid == proc::my_uid() && info.start_ticks == ticks && info.is_alive()).then_some(info)
+}
+
+/// Points fds 1 and 2 at `usrsvcd_stdout`/`usrsvcd_stderr` (opened for append), so output of
+/// the daemon, its workers and a crash all land there. Called at start and on every reread,
+/// which also serves log rotation. `default_log` is used for both when `usrsvcd_stdout` is
+/// unset (a detached daemon must not write to the terminal it left).
+pub fn open_logs(main: &MainConfig, default_log: Option<&Path>) -> Result<(), StartError> {
+    let open = |path: &Path, which: &str| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o644)
+            .open(path)
+            .map_err(|e| {
+                StartError::new(
+                    ReturnCode::InsufficientPermissions,
+                    format!(
+                        "Cannot open {which} ( {} ) for writing: {e}",
+                        path.display()
+                    ),
+                )
+            })
+    };
+    let stdout_path = main.usrsvcd_stdout.as_deref().or(default_log);
+    let out = match stdout_path {
+        Some(p) => Some(open(p, "usrsvcd_stdout")?),
+        None => None,
+    };
+    let err = match (&main.usrsvcd_stderr, main.usrsvcd_stdout.is_none()) {
+        (Some(LogTarget::Path(p)), _) => Some(open(p, "usrsvcd_stderr")?),
+        (Some(LogTarget::Stdout), _) => None,
+        // No usrsvcd_stderr: with the default log, errors go there too.
+        (None, true) => None,
+        (None, false) => None,
+    };
+    let err_follows_out = matches!(main.usrsvcd_stderr, Some(LogTarget::Stdout))
+        || (main.usrsvcd_stderr.is_none() && main.usrsvcd_stdout.is_none());
+    if let Some(f) = &out {
+        redirect(f, 1)?;
+        if err_follows_out {
+            redirect(f, 2)?;
+        }
+    }
+    if let Some(f) = &err {
+        redirect(f, 2)?;
+    }
+    Ok(())
+}
+
+fn redirect(file: &File, to: i32) -> Result<(), StartError> {
+    use std::os::fd::AsRawFd;
+    nix::unistd::dup2(file.as_raw_fd(), to)
+        .map(drop)
+        .map_err(|e| StartError::new(ReturnCode::InsufficientPermissions, e.to_string()))
+}
+
+/// The default log of a detached daemon without `usrsvcd_stdout`.
+pub fn default_log() -> Option<PathBuf> {
+    runtime_dir().ok().map(|d| d.join("usrsvcd.log"))
+}
+
+/// Tells whoever waits for the daemon to come up: `usrsvcd start` through the pipe it gave
+/// as our stdin (`--ready-on-stdin`), and systemd through `$NOTIFY_SOCKET`.
+pub struct Readiness {
+    pipe: bool,
+}
+
+impl Readiness {
+    pub fn new(pipe: bool) -> Readiness {
+        Readiness { pipe }
+    }
+
+    /// Reports success or the reason we could not come up. After this, stdin is /dev/null.
+    pub fn report(&mut self, outcome: Result<(), &StartError>) {
+        if let Ok(()) = outcome {
+            notify("READY=1\nSTATUS=supervising");
+        }
+        if !self.pipe {
+            return;
+        }
+        self.pipe = false;
+        let line = match outcome {
+            Ok(()) => format!("READY {}\n", std::process::id()),
+            Err(e) => format!("ERROR {} {}\n", e.code.code(), e.message.replace('\n', " ")),
+        };
+        let stdin = std::io::stdin();
+        let _ = rustix::io::write(stdin.as_fd(), line.as_bytes());
+        if let Ok(null) = File::open("/dev/null") {
+            let _ = redirect(&null, 0);
+        }
+    }
+}
+
+static NOTIFY_SOCKET: std::sync::OnceLock<Option<std::ffi::OsString>> = std::sync::OnceLock::new();
+
+/// Takes `$NOTIFY_SOCKET` out of the environment (programs inherit the daemon's environment
+/// and must not talk to systemd on its behalf) and keeps it for `notify`. Call once, early,
+/// while the daemon has one thread.
+pub fn take_notify_socket() {
+    let value = std::env::var_os("NOTIFY_SOCKET");
+    std::env::remove_var("NOTIFY_SOCKET");
+    let _ = NOTIFY_SOCKET.set(value);
+}
+
+/// One sd_notify message, if systemd asked for them. Failures are ignored: readiness
+/// reporting must never stop the daemon.
+pub fn notify(state: &str) {
+    let Some(Some(path)) = NOTIFY_SOCKET.get() else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let path = Path::new(path);
+    if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        if let Ok(addr) = std::os::unix::net::SocketAddr::from_abstract_name(name) {
+            let _ = sock.send_to_addr(state.as_bytes(), &addr);
+        }
+    } else {
+        let _ = sock.send_to(state.as_bytes(), path);
+    }
+}

@@ -1,0 +1,995 @@
+//! The event loop: one `poll` over a pidfd per running program, the signal self-pipe and the
+//! earliest timer. Each wake-up is observe → decide (`policy`) → act (a worker process runs
+//! the start or restart through `control`, exactly as `usrsvc` would). The loop never holds a
+//! program lock across wake-ups, never blocks on a program, a worker or a mail server, and
+//! reads `/proc` only for the programs it acts on: no full scan in the steady state (a scan
+//! only to adopt a program with no valid pidfile, at start, after a reread or a nudge).
+//!
+//! With `USRSVCD_WATCH=poll` (or where `pidfd_open` is refused) exits are found by reading
+//! `/proc/PID/stat` of each running program every half second instead.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use rustix::event::{PollFd, PollFlags};
+
+use super::instance::{self, Instance};
+use super::log::Log;
+use super::monitor;
+use super::policy::{decide, Down, LeaveReason, Policy, Verdict};
+use crate::alert::{AlertEvent, AlertKind, Alerts, Deliverer};
+use crate::config::{Config, ProgramConfig};
+use crate::control::signal::Pidfd;
+use crate::control::{find_running, hold, identify, Action, Mode, ProgramLock, Report};
+use crate::proc::{self, Matcher, ProcInfo};
+
+/// How often a program's process is looked at in the `/proc` polling mode.
+const POLL_EVERY: Duration = Duration::from_millis(500);
+/// How soon a program whose lock is held (a `usrsvc` command at work) is looked at again.
+const BUSY_RECHECK: Duration = Duration::from_millis(200);
+/// How often the pidfile of a program that is down is read, to notice a start by other means
+/// (`usrsvc start` also nudges the daemon, which then looks at once).
+const DOWN_RECHECK: Duration = Duration::from_secs(5);
+
+/// Signals, turned into flags plus a wake-up byte on a socket the loop polls.
+struct Signals {
+    read: UnixStream,
+    term: Arc<AtomicBool>,
+    reread: Arc<AtomicBool>,
+    nudge: Arc<AtomicBool>,
+    child: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+        let (read, write) = UnixStream::pair()?;
+        read.set_nonblocking(true)?;
+        write.set_nonblocking(true)?;
+        let s = Signals {
+            read,
+            term: Arc::default(),
+            reread: Arc::default(),
+            nudge: Arc::default(),
+            child: Arc::default(),
+        };
+        for (sig, flag) in [
+            (SIGTERM, &s.term),
+            (SIGINT, &s.term),
+            (SIGHUP, &s.reread),
+            (SIGUSR1, &s.reread),
+            (SIGUSR2, &s.nudge),
+            (SIGCHLD, &s.child),
+        ] {
+            // The flag is set before the wake-up byte is written, so a woken loop sees it.
+            signal_hook::flag::register(sig, Arc::clone(flag))?;
+            signal_hook::low_level::pipe::register(sig, write.try_clone()?)?;
+        }
+        Ok(s)
+    }
+
+    fn drain(&self) {
+        let mut buf = [0u8; 64];
+        while matches!((&self.read).read(&mut buf), Ok(n) if n > 0) {}
+    }
+}
+
+/// Where a program stands.
+#[derive(Debug)]
+enum Phase {
+    /// To be looked at (first sight, after a reread, a nudge, a busy lock).
+    Unknown,
+    /// Running and watched.
+    Running(Run),
+    /// Not running; `policy` said to leave it (the reason is kept for status and logs).
+    Down(LeaveReason),
+    /// Not running; an automatic (re)start is due at `until`.
+    Waiting { until: Instant, verdict: Verdict },
+    /// A worker is starting or restarting it.
+    Working { pid: u32, action: Action },
+}
+
+#[derive(Debug)]
+struct Run {
+    info: ProcInfo,
+    pidfd: Option<Pidfd>,
+    /// The process's real start time on the monotonic clock.
+    started: Instant,
+    /// A monitor asked for a restart; it happens at this time (the back-off).
+    restart_at: Option<(Instant, String)>,
+    monitor_at: Option<Instant>,
+}
+
+struct Prog {
+    cfg: ProgramConfig,
+    matcher: Option<Matcher>,
+    phase: Phase,
+    /// Timer for `Unknown` (busy) and `Down` (pidfile recheck).
+    recheck_at: Option<Instant>,
+    failures: u32,
+    was_up: bool,
+    autostart_tried: bool,
+    failed: bool,
+    /// Why the next automatic start happens, for its log line and mail.
+    cause: String,
+    /// Restarts by the daemon since it started managing the program.
+    restarts: u64,
+}
+
+impl Prog {
+    fn new(cfg: ProgramConfig, log: &Log) -> Prog {
+        let matcher = Matcher::new(&cfg.command, cfg.useshell, cfg.proctitle_re.as_deref())
+            .map_err(|e| log.error(&format!("({}) - Cannot build a matcher: {e}", cfg.name)))
+            .ok();
+        Prog {
+            cfg,
+            matcher,
+            phase: Phase::Unknown,
+            recheck_at: None,
+            failures: 0,
+            was_up: false,
+            autostart_tried: false,
+            failed: false,
+            cause: String::new(),
+            restarts: 0,
+        }
+    }
+
+    fn policy(&self) -> Policy {
+        Policy::of(&self.cfg)
+    }
+}
+
+/// How the daemon was asked to run.
+pub struct Options {
+    pub config_path: PathBuf,
+    pub log: Log,
+    pub poll_mode: bool,
+}
+
+pub struct Daemon {
+    opts: Options,
+    config: Config,
+    instance: Instance,
+    progs: BTreeMap<String, Prog>,
+    /// Worker pid → program name.
+    workers: HashMap<u32, String>,
+    /// Exit statuses of programs that were our descendants (we are their subreaper).
+    exits: HashMap<i32, WaitStatus>,
+    signals: Signals,
+    alerts: Alerts,
+    mailer: Deliverer,
+    reread_seq: u64,
+}
+
+fn log_of(d: &Options) -> &Log {
+    &d.log
+}
+
+impl Daemon {
+    pub fn new(opts: Options, config: Config, instance: Instance) -> std::io::Result<Daemon> {
+        let signals = Signals::install()?;
+        // Programs the workers start are re-parented to us when the worker exits, so their
+        // exit status reaches the log; if the daemon goes, they go to init and notice nothing.
+        let _ = nix::sys::prctl::set_child_subreaper(true);
+        let sink = opts.log.clone();
+        let mailer = Deliverer::start(
+            &config.main,
+            Arc::new(move |line: &str| sink.error(&format!("MAIL: {line}"))),
+        );
+        let mut progs = BTreeMap::new();
+        for p in &config.programs {
+            progs.insert(p.name.clone(), Prog::new(p.clone(), &opts.log));
+        }
+        Ok(Daemon {
+            opts,
+            config,
+            instance,
+            progs,
+            workers: HashMap::new(),
+            exits: HashMap::new(),
+            signals,
+            alerts: Alerts::new(),
+            mailer,
+            reread_seq: 0,
+        })
+    }
+
+    fn log(&self) -> &Log {
+        log_of(&self.opts)
+    }
+
+    /// Runs until SIGTERM or SIGINT. Programs are never signalled on the way out.
+    pub fn run(mut self) {
+        let names: Vec<String> = self.progs.keys().cloned().collect();
+        for name in &names {
+            self.observe(name);
+        }
+        write_reread_status(0, true, &[]);
+        loop {
+            if self.signals.term.swap(false, Ordering::SeqCst) {
+                self.log()
+                    .error("usrsvcd got SIGTERM, shutting down. Programs keep running.");
+                break;
+            }
+            if self.signals.reread.swap(false, Ordering::SeqCst) {
+                self.reread();
+            }
+            if self.signals.child.swap(false, Ordering::SeqCst) {
+                self.reap();
+            }
+            if self.signals.nudge.swap(false, Ordering::SeqCst) {
+                self.nudged();
+            }
+            self.timers(Instant::now());
+            let ready = self.wait();
+            for name in ready {
+                self.exited(&name);
+            }
+        }
+        instance::notify("STOPPING=1");
+        let Daemon {
+            mailer, instance, ..
+        } = self;
+        mailer.shutdown(Duration::from_secs(5));
+        drop(instance);
+    }
+
+    /// Blocks in `poll` until a signal, a program exit or the next timer; returns the
+    /// programs whose process exited.
+    fn wait(&mut self) -> Vec<String> {
+        let now = Instant::now();
+        let mut deadline = self.next_deadline();
+        let polling = self
+            .progs
+            .values()
+            .any(|p| matches!(&p.phase, Phase::Running(r) if r.pidfd.is_none()));
+        if polling {
+            let at = now + POLL_EVERY;
+            deadline = Some(deadline.map_or(at, |d| d.min(at)));
+        }
+        let mut names = Vec::new();
+        let mut fds = vec![PollFd::new(&self.signals.read, PollFlags::IN)];
+        for (name, p) in &self.progs {
+            if let Phase::Running(Run {
+                pidfd: Some(fd), ..
+            }) = &p.phase
+            {
+                fds.push(PollFd::from_borrowed_fd(fd.as_fd(), PollFlags::IN));
+                names.push(name.clone());
+            }
+        }
+        let timeout = deadline.map(|d| {
+            let left = d.saturating_duration_since(now);
+            // Round up: waking a hair early would spin until the deadline.
+            rustix::time::Timespec {
+                tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+                tv_nsec: i64::from(left.subsec_nanos()) + 1_000_000,
+            }
+        });
+        let timeout = timeout.map(|mut t| {
+            if t.tv_nsec >= 1_000_000_000 {
+                t.tv_sec += 1;
+                t.tv_nsec -= 1_000_000_000;
+            }
+            t
+        });
+        let _ = rustix::event::poll(&mut fds, timeout.as_ref());
+        if !fds[0].revents().is_empty() {
+            self.signals.drain();
+        }
+        let mut exited: Vec<String> = fds[1..]
+            .iter()
+            .zip(names)
+            .filter(|(fd, _)| !fd.revents().is_empty())
+            .map(|(_, n)| n)
+            .collect();
+        drop(fds);
+        if polling {
+            for (name, p) in &self.progs {
+                if let Phase::Running(r) = &p.phase {
+                    if r.pidfd.is_none() && !still_running(&r.info) {
+                        exited.push(name.clone());
+                    }
+                }
+            }
+        }
+        exited
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut best: Option<Instant> = self.alerts.next_due();
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                best = Some(best.map_or(t, |b| b.min(t)));
+            }
+        };
+        for p in self.progs.values() {
+            consider(p.recheck_at);
+            match &p.phase {
+                Phase::Waiting { until, .. } => consider(Some(*until)),
+                Phase::Running(r) => {
+                    consider(r.monitor_at);
+                    consider(r.restart_at.as_ref().map(|(t, _)| *t));
+                }
+                _ => {}
+            }
+        }
+        best
+    }
+
+    /// Everything whose time has come.
+    fn timers(&mut self, now: Instant) {
+        let names: Vec<String> = self.progs.keys().cloned().collect();
+        for name in names {
+            let Some(p) = self.progs.get_mut(&name) else {
+                continue;
+            };
+            if p.recheck_at.is_some_and(|t| t <= now) {
+                p.recheck_at = None;
+                match p.phase {
+                    Phase::Unknown => self.observe(&name),
+                    Phase::Down(_) => self.recheck_down(&name),
+                    _ => {}
+                }
+                continue;
+            }
+            match &mut p.phase {
+                Phase::Waiting { until, verdict } if *until <= now => {
+                    let verdict = *verdict;
+                    self.start_due(&name, verdict);
+                }
+                Phase::Running(r) => {
+                    if let Some((at, why)) = r.restart_at.take() {
+                        if at <= now {
+                            self.spawn_worker(&name, Action::Restart, &why);
+                            continue;
+                        }
+                        r.restart_at = Some((at, why));
+                    }
+                    if r.monitor_at.is_some_and(|t| t <= now) {
+                        self.check_monitors(&name, now);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for mail in self.alerts.due(now) {
+            self.mailer.send(mail);
+        }
+    }
+
+    /// Looks for the program's process (pidfile, then a scan) and decides.
+    fn observe(&mut self, name: &str) {
+        let log = self.opts.log.clone();
+        let Some(p) = self.progs.get_mut(name) else {
+            return;
+        };
+        if matches!(p.phase, Phase::Working { .. }) {
+            return;
+        }
+        let Some(matcher) = &p.matcher else {
+            p.phase = Phase::Down(LeaveReason::Disabled);
+            return;
+        };
+        // A `usrsvc` command at work on it: look again shortly, decide nothing now.
+        let lock = match ProgramLock::try_acquire(name) {
+            Ok(Some(lock)) => Some(lock),
+            Ok(None) => {
+                p.phase = Phase::Unknown;
+                p.recheck_at = Some(Instant::now() + BUSY_RECHECK);
+                return;
+            }
+            Err(e) => {
+                log.debug(&format!("({name}) - no lock, only observing: {e}"));
+                None
+            }
+        };
+        let mode = if lock.is_some() {
+            Mode::Repair
+        } else {
+            Mode::Observe
+        };
+        let found = find_running(&p.cfg, matcher, mode, &log);
+        drop(lock);
+        match found {
+            Some(info) => self.watch(name, info),
+            None => self.down(name),
+        }
+    }
+
+    /// A cheap look for a program that is down: its pidfile only, no scan.
+    fn recheck_down(&mut self, name: &str) {
+        let Some(p) = self.progs.get_mut(name) else {
+            return;
+        };
+        let found = p
+            .matcher
+            .as_ref()
+            .and_then(|m| identify::running_by_pidfile(&p.cfg, m));
+        match found {
+            Some(info) => self.watch(name, info),
+            None => self.down(name),
+        }
+    }
+
+    fn nudged(&mut self) {
+        self.log()
+            .debug("nudged: looking at every program that is not running");
+        let names: Vec<String> = self
+            .progs
+            .iter()
+            .filter(|(_, p)| !matches!(p.phase, Phase::Running(_) | Phase::Working { .. }))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in names {
+            self.observe(&name);
+        }
+    }
+
+    /// The program runs as `info`: watch it.
+    fn watch(&mut self, name: &str, info: ProcInfo) {
+        let log = self.opts.log.clone();
+        let poll_mode = self.opts.poll_mode;
+        let Some(p) = self.progs.get_mut(name) else {
+            return;
+        };
+        if let Phase::Running(r) = &p.phase {
+            if r.info.pid == info.pid && r.info.start_ticks == info.start_ticks {
+                return;
+            }
+        }
+        let pidfd = if poll_mode {
+            None
+        } else {
+            match Pidfd::open_verified(&info) {
+                Ok(Some(fd)) => Some(fd),
+                // Gone between the look and the open: look again.
+                Ok(None) => {
+                    p.phase = Phase::Unknown;
+                    p.recheck_at = Some(Instant::now());
+                    return;
+                }
+                Err(e) => {
+                    log.debug(&format!("({name}) - no pidfd ({e}); polling /proc"));
+                    None
+                }
+            }
+        };
+        if p.failed {
+            log.info(&format!(
+                "{name} is running again (pid {}); supervising it again.",
+                info.pid
+            ));
+            p.failed = false;
+            p.failures = 0;
+            let text = format!("{name} was seen running again (pid {}).", info.pid);
+            self.alert(name, AlertKind::RunningAgain, text);
+        }
+        let Some(p) = self.progs.get_mut(name) else {
+            return;
+        };
+        log.debug(&format!("({name}) - watching pid {}", info.pid));
+        let started = monotonic_start(&info);
+        let monitor_at = p.cfg.monitoring.is_active().then(|| {
+            let after = Duration::from_secs(p.cfg.monitoring.monitor_after);
+            (started + after).max(Instant::now())
+        });
+        p.was_up = true;
+        p.recheck_at = None;
+        p.phase = Phase::Running(Run {
+            info,
+            pidfd,
+            started,
+            restart_at: None,
+            monitor_at,
+        });
+    }
+
+    /// The program is not running: decide what to do about it.
+    fn down(&mut self, name: &str) {
+        let Some(p) = self.progs.get_mut(name) else {
+            return;
+        };
+        let verdict = decide(Down {
+            enabled: p.cfg.enabled,
+            autostart: p.cfg.autostart,
+            autorestart: p.cfg.autorestart,
+            operator_stopped: hold::is_stopped(name),
+            failed: p.failed,
+            was_up: p.was_up,
+            autostart_tried: p.autostart_tried,
+        });
+        match verdict {
+            Verdict::Leave(reason) => {
+                if !matches!(p.phase, Phase::Down(r) if r == reason) {
+                    self.opts
+                        .log
+                        .debug(&format!("({name}) - not running; left down: {reason:?}"));
+                }
+                p.phase = Phase::Down(reason);
+                p.recheck_at = Some(Instant::now() + DOWN_RECHECK);
+            }
+            Verdict::Autostart | Verdict::Restart => {
+                let policy = p.policy();
+                if verdict == Verdict::Restart && policy.exhausted(p.failures) {
+                    self.give_up(name);
+                    return;
+                }
+                let delay = if verdict == Verdict::Autostart {
+                    Duration::ZERO
+                } else {
+                    policy.delay(p.failures)
+                };
+                if delay.is_zero() {
+                    self.start_due(name, verdict);
+                } else {
+                    self.opts.log.info(&format!(
+                        "{name} is not running; restarting it in {:.1} s (back-off after {} consecutive failure{}).",
+                        delay.as_secs_f64(),
+                        p.failures,
+                        if p.failures == 1 { "" } else { "s" }
+                    ));
+                    p.phase = Phase::Waiting {
+                        until: Instant::now() + delay,
+                        verdict,
+                    };
+                }
+            }
+        }
+    }
+
+    fn give_up(&mut self, name: &str) {
+        let Some(p) = self.progs.get_mut(name) else {
+            return;
+        };
+        let max = p.cfg.maxrestarts;
+        p.failed = true;
+        p.phase = Phase::Down(LeaveReason::Failed);
+        p.recheck_at = Some(Instant::now() + DOWN_RECHECK);
+        self.opts.log.error(&format!(
+            "{name} has reached the maximum number of restarts {max} ({} consecutive failures). Further restarts will not be attempted until the process is seen running again (so manually fix, and run \"usrsvc start {name}\").",
+            p.failures
+        ));
+        let text = format!(
+            "{name} failed {} times in a row (maxrestarts = {max}); usrsvcd gave up and leaves it down until \"usrsvc start {name}\". Last: {}",
+            p.failures, p.cause
+        );
+        self.alert(name, AlertKind::GaveUp, text);
+    }
+
+    /// An automatic start is due now.
+    fn start_due(&mut self, name: &str, verdict: Verdict) {
+        let Some(p) = self.progs.get_mut(name) else {
+            return;
+        };
+        let attempt = p.failures + 1;
+        let (line, kind, why) = if verdict == Verdict::Autostart {
+            p.autostart_tried = true;
+            (
+                format!("{name} was not running and autostart=True. Trying to start [Attempt {attempt}]."),
+                AlertKind::Starting,
+                format!("{name} was found not running, so usrsvcd started it (autostart)."),
+            )
+        } else {
+            p.restarts += 1;
+            (
+                format!(
+                    "{name} has stopped running, and autorestart=True. Trying to start [Attempt {attempt}]."
+                ),
+                AlertKind::Restarting,
+                format!(
+                    "{name} was restarted because it {}. Restart {} by this usrsvcd; {} consecutive failure(s){}.",
+                    if p.cause.is_empty() { "was found not running" } else { &p.cause },
+                    p.restarts,
+                    p.failures,
+                    if p.cfg.maxrestarts > 0 {
+                        format!(", maxrestarts = {}", p.cfg.maxrestarts)
+                    } else {
+                        String::new()
+                    }
+                ),
+            )
+        };
+        self.opts.log.info(&line);
+        self.alert(name, kind, why.clone());
+        self.spawn_worker(name, Action::Start, &why);
+    }
+
+    /// Runs `usrsvcd --worker ACTION -- NAME` with the in-memory config on its stdin: the
+    /// start or restart of `usrsvc`, under the program's lock, in a process of its own (a
+    /// start makes its process a subreaper and waits out `success_seconds`; the loop must not).
+    fn spawn_worker(&mut self, name: &str, action: Action, why: &str) {
+        let log = self.opts.log.clone();
+        let json = match serde_json::to_vec(&self.config) {
+            Ok(j) => j,
+            Err(e) => {
+                log.error(&format!(
+                    "({name}) - cannot hand the config to a worker: {e}"
+                ));
+                return;
+            }
+        };
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.arg0("usrsvcd")
+            .arg("--worker")
+            .arg(action.word())
+            .arg("--log-format")
+            .arg(log.format.word());
+        if log.debug {
+            cmd.arg("--debug");
+        }
+        cmd.arg("--").arg(name).stdin(Stdio::piped());
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                log.error(&format!("({name}) - cannot run a worker: {e}"));
+                if let Some(p) = self.progs.get_mut(name) {
+                    p.failures += 1;
+                    p.phase = Phase::Waiting {
+                        until: Instant::now() + p.policy().delay(p.failures),
+                        verdict: Verdict::Restart,
+                    };
+                }
+                return;
+            }
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            // A worker that cannot read its config fails and is counted; never block here
+            // beyond the pipe buffer, which the worker drains at once.
+            let _ = stdin.write_all(&json);
+        }
+        log.debug(&format!(
+            "({name}) - worker {} runs {} ({why})",
+            child.id(),
+            action.word()
+        ));
+        self.workers.insert(child.id(), name.to_string());
+        if let Some(p) = self.progs.get_mut(name) {
+            p.phase = Phase::Working {
+                pid: child.id(),
+                action,
+            };
+            p.recheck_at = None;
+        }
+        // The Child handle is dropped without waiting: `reap` collects it on SIGCHLD.
+        drop(child);
+    }
+
+    /// Collects every exited child: workers, and programs we are the subreaper of.
+    fn reap(&mut self) {
+        loop {
+            let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(s) => s,
+            };
+            let Some(pid) = status.pid() else { continue };
+            let raw = pid.as_raw();
+            if let Some(name) = self.workers.remove(&(raw as u32)) {
+                self.worker_done(&name, raw as u32, status);
+            } else if self.is_watched(raw) {
+                self.exits.insert(raw, status);
+            }
+        }
+    }
+
+    fn is_watched(&self, pid: i32) -> bool {
+        self.progs
+            .values()
+            .any(|p| matches!(&p.phase, Phase::Running(r) if r.info.pid == pid))
+    }
+
+    fn worker_done(&mut self, name: &str, pid: u32, status: WaitStatus) {
+        let log = self.opts.log.clone();
+        let Some(p) = self.progs.get_mut(name) else {
+            return;
+        };
+        let Phase::Working { pid: wpid, action } = p.phase else {
+            return;
+        };
+        if wpid != pid {
+            return;
+        }
+        let code = match status {
+            WaitStatus::Exited(_, c) => c,
+            _ => -1,
+        };
+        p.phase = Phase::Unknown;
+        if code != 0 {
+            p.failures = p.failures.saturating_add(1);
+            p.cause = format!(
+                "failed to start ({})",
+                crate::exit::ReturnCode::describe_code(code)
+            );
+            log.error(&format!(
+                "WARNING: The command \"usrsvc {} {name}\" returned non-zero: {}",
+                action.word(),
+                crate::exit::ReturnCode::describe_code(code)
+            ));
+        }
+        self.observe(name);
+    }
+
+    /// The watched process of `name` exited.
+    fn exited(&mut self, name: &str) {
+        let log = self.opts.log.clone();
+        let Some(p) = self.progs.get_mut(name) else {
+            return;
+        };
+        let Phase::Running(run) = std::mem::replace(&mut p.phase, Phase::Unknown) else {
+            return;
+        };
+        // Our descendant: its status may be waiting for us.
+        let status = self.exits.remove(&run.info.pid).or_else(|| {
+            nix::sys::wait::waitpid(
+                nix::unistd::Pid::from_raw(run.info.pid),
+                Some(WaitPidFlag::WNOHANG),
+            )
+            .ok()
+            .filter(|s| !matches!(s, WaitStatus::StillAlive))
+        });
+        let Some(p) = self.progs.get_mut(name) else {
+            return;
+        };
+        let uptime = Instant::now().saturating_duration_since(run.started);
+        let how = describe_exit(status);
+        // A `usrsvc stop|restart` holds the lock while it works: not a crash.
+        if let Ok(None) = ProgramLock::try_acquire(name) {
+            log.info(&format!(
+                "{name} (pid {}) exited {how} while a usrsvc command works on it.",
+                run.info.pid
+            ));
+            p.recheck_at = Some(Instant::now() + BUSY_RECHECK);
+            return;
+        }
+        if hold::is_stopped(name) {
+            log.info(&format!(
+                "{name} (pid {}) exited {how}; it was stopped by the operator and stays down.",
+                run.info.pid
+            ));
+            self.observe(name);
+            return;
+        }
+        p.failures = p.policy().after_run(p.failures, Some(uptime));
+        p.cause = format!(
+            "crashed: pid {} exited {how} after running {:.1} s",
+            run.info.pid,
+            uptime.as_secs_f64()
+        );
+        log.error(&format!("{name} {}.", p.cause));
+        self.observe(name);
+    }
+
+    fn check_monitors(&mut self, name: &str, now: Instant) {
+        let log = self.opts.log.clone();
+        let Some(p) = self.progs.get_mut(name) else {
+            return;
+        };
+        let Phase::Running(run) = &mut p.phase else {
+            return;
+        };
+        let interval = crate::control::seconds(p.cfg.monitoring.check_interval);
+        run.monitor_at = Some(now + interval);
+        if run.restart_at.is_some() || !p.cfg.enabled || p.failed {
+            return;
+        }
+        let Some(trigger) = monitor::check(&p.cfg.monitoring, &run.info, SystemTime::now()) else {
+            return;
+        };
+        log.error(&format!(
+            "MONITOR ( {} ): {}",
+            trigger.monitor, trigger.reason
+        ));
+        let uptime = now.saturating_duration_since(run.started);
+        let policy = Policy::of(&p.cfg);
+        p.failures = policy.after_run(p.failures, Some(uptime));
+        p.cause = format!("triggered the {}: {}", trigger.monitor, trigger.reason);
+        if policy.exhausted(p.failures) {
+            // Left running, but no longer restarted for it: the operator decides.
+            run.monitor_at = None;
+            self.give_up_running(name);
+            return;
+        }
+        let delay = policy.delay(p.failures);
+        let Phase::Running(run) = &mut p.phase else {
+            return;
+        };
+        run.restart_at = Some((now + delay, p.cause.clone()));
+        p.restarts += 1;
+        let text = format!(
+            "{name} was restarted because it {} Restart {} by this usrsvcd; {} consecutive failure(s).",
+            p.cause, p.restarts, p.failures
+        );
+        if !delay.is_zero() {
+            log.info(&format!(
+                "{name}: monitor restart in {:.1} s (back-off).",
+                delay.as_secs_f64()
+            ));
+        }
+        self.alert(name, AlertKind::MonitorRestart, text);
+        if delay.is_zero() {
+            if let Some(Phase::Running(run)) = self.progs.get_mut(name).map(|p| &mut p.phase) {
+                run.restart_at = Some((now, String::new()));
+            }
+        }
+    }
+
+    fn give_up_running(&mut self, name: &str) {
+        let Some(p) = self.progs.get_mut(name) else {
+            return;
+        };
+        p.failed = true;
+        let max = p.cfg.maxrestarts;
+        self.opts.log.error(&format!(
+            "{name} has reached the maximum number of restarts {max}; its monitors keep firing but it is left as it is until \"usrsvc restart {name}\"."
+        ));
+        let text = format!(
+            "{name} failed {} times in a row (maxrestarts = {max}); usrsvcd gave up. Last: {}",
+            p.failures, p.cause
+        );
+        self.alert(name, AlertKind::GaveUp, text);
+    }
+
+    fn alert(&mut self, name: &str, kind: AlertKind, text: String) {
+        let Some(p) = self.progs.get(name) else {
+            return;
+        };
+        let Some(to) = p.cfg.email_alerts.clone() else {
+            return;
+        };
+        let interval = Duration::from_secs(p.cfg.email_interval);
+        let event = AlertEvent {
+            kind,
+            at: chrono::Local::now(),
+            text,
+        };
+        if let Some(mail) = self.alerts.push(name, &to, interval, event, Instant::now()) {
+            self.mailer.send(mail);
+        }
+    }
+
+    /// SIGUSR1/SIGHUP: load the config again; keep the running one when the new one is bad.
+    fn reread(&mut self) {
+        let log = self.opts.log.clone();
+        instance::notify("RELOADING=1");
+        log.info("Got SIGUSR1, reprocessing config.");
+        self.reread_seq += 1;
+        let home = crate::cli::home_dir();
+        match crate::config::load(&self.opts.config_path, &home) {
+            Err(errors) => {
+                let msgs: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                for m in &msgs {
+                    log.error(&format!("Error in configuration: {m}"));
+                }
+                log.error("Keeping the running configuration.");
+                write_reread_status(self.reread_seq, false, &msgs);
+            }
+            Ok(new) => {
+                for w in &new.warnings {
+                    log.warn(w);
+                }
+                if let Err(e) = instance::open_logs(&new.main, None) {
+                    log.error(&format!("{} (keeping the old log files)", e.message));
+                }
+                if let Err(e) = self.instance.move_pidfile(&new.main.pidfile) {
+                    log.error(&format!(
+                        "Failed to write PID file ( {} ): {e}",
+                        new.main.pidfile.display()
+                    ));
+                }
+                self.mailer.update(&new.main);
+                self.apply(new);
+                log.info("Successfully loaded new config.");
+                write_reread_status(self.reread_seq, true, &[]);
+            }
+        }
+        instance::notify("READY=1");
+    }
+
+    fn apply(&mut self, new: Config) {
+        let log = self.opts.log.clone();
+        let removed: Vec<String> = self
+            .progs
+            .keys()
+            .filter(|n| new.program(n).is_none())
+            .cloned()
+            .collect();
+        for name in removed {
+            log.info(&format!(
+                "{name} is no longer in the config: no longer managed, left as it is."
+            ));
+            self.progs.remove(&name);
+        }
+        let mut fresh = Vec::new();
+        for cfg in &new.programs {
+            match self.progs.get_mut(&cfg.name) {
+                Some(p) if p.cfg != *cfg => {
+                    log.info(&format!("{} has new settings.", cfg.name));
+                    let matcher =
+                        Matcher::new(&cfg.command, cfg.useshell, cfg.proctitle_re.as_deref()).ok();
+                    p.cfg = cfg.clone();
+                    p.matcher = matcher;
+                    if !matches!(p.phase, Phase::Running(_) | Phase::Working { .. }) {
+                        fresh.push(cfg.name.clone());
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    log.info(&format!("{} is new in the config.", cfg.name));
+                    self.progs
+                        .insert(cfg.name.clone(), Prog::new(cfg.clone(), &log));
+                    fresh.push(cfg.name.clone());
+                }
+            }
+        }
+        self.config = new;
+        for name in fresh {
+            self.observe(&name);
+        }
+    }
+}
+
+/// Whether the process `info` describes still exists (a zombie counts as gone).
+fn still_running(info: &ProcInfo) -> bool {
+    proc::read_proc(info.pid)
+        .is_some_and(|now| now.start_ticks == info.start_ticks && now.is_alive())
+}
+
+/// The process's start time as an `Instant`, from its start ticks (boot-relative).
+fn monotonic_start(info: &ProcInfo) -> Instant {
+    let age = SystemTime::now()
+        .duration_since(info.start_time())
+        .unwrap_or_default();
+    Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
+}
+
+fn describe_exit(status: Option<WaitStatus>) -> String {
+    match status {
+        Some(WaitStatus::Exited(_, code)) => format!("with status {code}"),
+        Some(WaitStatus::Signaled(_, sig, core)) => format!(
+            "killed by signal {} ({sig}){}",
+            sig as i32,
+            if core { ", core dumped" } else { "" }
+        ),
+        _ => "(exit status unknown: not started by this usrsvcd)".to_string(),
+    }
+}
+
+/// The outcome of the last reread, for `usrsvcd reread` to wait on and report.
+fn write_reread_status(seq: u64, ok: bool, errors: &[String]) {
+    let Ok(dir) = crate::control::runtime_dir() else {
+        return;
+    };
+    let doc = serde_json::json!({
+        "pid": std::process::id(),
+        "seq": seq,
+        "ok": ok,
+        "errors": errors,
+    });
+    let _ = proc::write_atomic(&dir.join("usrsvcd.reread"), doc.to_string().as_bytes());
+}
+
+/// The outcome file `write_reread_status` wrote: (daemon pid, seq, ok, errors).
+pub fn read_reread_status() -> Option<(u32, u64, bool, Vec<String>)> {
+    let dir = crate::control::runtime_dir().ok()?;
+    let text = std::fs::read_to_string(dir.join("usrsvcd.reread")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    Some((
+        u32::try_from(v["pid"].as_u64()?).ok()?,
+        v["seq"].as_u64()?,
+        v["ok"].as_bool()?,
+        v["errors"]
+            .as_array()?
+            .iter()
+            .filter_map(|e| e.as_str().map(String::from))
+            .collect(),
+    ))
+}
