@@ -109,7 +109,7 @@ fn run(argv: Vec<String>) -> ReturnCode {
         console.error("--json is only available with status.");
         return invalid(&console);
     }
-    if name == "all" {
+    let code = if name == "all" {
         run_all(&config, action, args.parallel, args.json, &console)
     } else {
         let outcome = control::run(&config, action, name, &console);
@@ -117,7 +117,13 @@ fn run(argv: Vec<String>) -> ReturnCode {
             println!("{}", status_json(&config, name, &outcome));
         }
         outcome.code
+    };
+    // A running usrsvcd looks again at once at what was started or stopped, instead of at
+    // its next pidfile check.
+    if action != Action::Status && !args.nested {
+        crate::daemon::instance::nudge();
     }
+    code
 }
 
 fn run_all(

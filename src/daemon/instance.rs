@@ -154,6 +154,17 @@ pub fn running() -> Option<ProcInfo> {
     (info.uid == proc::my_uid() && info.start_ticks == ticks && info.is_alive()).then_some(info)
 }
 
+/// Asks the running daemon, if any, to look again at the programs it does not see running
+/// (SIGUSR2, through a pidfd opened on the verified daemon). Best effort: without it the
+/// daemon notices at its next pidfile check.
+pub fn nudge() {
+    if let Some(p) = running() {
+        if let Ok(Some(fd)) = crate::control::signal::Pidfd::open_verified(&p) {
+            let _ = fd.signal(rustix::process::Signal::USR2);
+        }
+    }
+}
+
 /// Points fds 1 and 2 at `usrsvcd_stdout`/`usrsvcd_stderr` (opened for append), so output of
 /// the daemon, its workers and a crash all land there. Called at start and on every reread,
 /// which also serves log rotation. `default_log` is used for both when `usrsvcd_stdout` is

@@ -165,6 +165,8 @@ pub struct Daemon {
     /// Exit statuses of programs that were our descendants (we are their subreaper).
     exits: HashMap<i32, WaitStatus>,
     signals: Signals,
+    /// The grid monitor checks are aligned to.
+    epoch: Instant,
     alerts: Alerts,
     mailer: Deliverer,
     reread_seq: u64,
@@ -197,6 +199,7 @@ impl Daemon {
             workers: HashMap::new(),
             exits: HashMap::new(),
             signals,
+            epoch: Instant::now(),
             alerts: Alerts::new(),
             mailer,
             reread_seq: 0,
@@ -479,10 +482,7 @@ impl Daemon {
         };
         log.debug(&format!("({name}) - watching pid {}", info.pid));
         let started = monotonic_start(&info);
-        let monitor_at = p.cfg.monitoring.is_active().then(|| {
-            let after = Duration::from_secs(p.cfg.monitoring.monitor_after);
-            (started + after).max(Instant::now())
-        });
+        let monitor_at = first_check(&p.cfg, started, self.epoch);
         p.was_up = true;
         p.recheck_at = None;
         p.phase = Phase::Running(Run {
@@ -777,7 +777,7 @@ impl Daemon {
             return;
         };
         let interval = crate::control::seconds(p.cfg.monitoring.check_interval);
-        run.monitor_at = Some(now + interval);
+        run.monitor_at = Some(align(self.epoch, now + interval / 2, interval));
         if run.restart_at.is_some() || !p.cfg.enabled || p.failed {
             return;
         }
@@ -917,6 +917,10 @@ impl Daemon {
                         Matcher::new(&cfg.command, cfg.useshell, cfg.proctitle_re.as_deref()).ok();
                     p.cfg = cfg.clone();
                     p.matcher = matcher;
+                    // New monitor settings apply to the running process from now on.
+                    if let Phase::Running(run) = &mut p.phase {
+                        run.monitor_at = first_check(&p.cfg, run.started, self.epoch);
+                    }
                     if !matches!(p.phase, Phase::Running(_) | Phase::Working { .. }) {
                         fresh.push(cfg.name.clone());
                     }
@@ -935,6 +939,32 @@ impl Daemon {
             self.observe(&name);
         }
     }
+}
+
+/// The first multiple of `interval` (counted from `epoch`) at or after `t`: monitors with the
+/// same interval run in the same wake-up, so 100 monitored programs cost one wake-up per
+/// interval, not 100.
+fn align(epoch: Instant, t: Instant, interval: Duration) -> Instant {
+    let since = t.saturating_duration_since(epoch).as_nanos();
+    let step = interval.as_nanos().max(1_000_000);
+    let k = since.div_ceil(step);
+    let off = u64::try_from(k.saturating_mul(step)).unwrap_or(u64::MAX);
+    epoch + Duration::from_nanos(off)
+}
+
+/// When the monitors of a program whose process started at `started` first run: not before
+/// `monitor_after` from its real start, on the monitor grid. None without monitors.
+fn first_check(cfg: &ProgramConfig, started: Instant, epoch: Instant) -> Option<Instant> {
+    if !cfg.monitoring.is_active() {
+        return None;
+    }
+    let after = Duration::from_secs(cfg.monitoring.monitor_after);
+    let interval = crate::control::seconds(cfg.monitoring.check_interval);
+    Some(align(
+        epoch,
+        (started + after).max(Instant::now()),
+        interval,
+    ))
 }
 
 /// Whether the process `info` describes still exists (a zombie counts as gone).
@@ -992,4 +1022,23 @@ pub fn read_reread_status() -> Option<(u32, u64, bool, Vec<String>)> {
             .filter_map(|e| e.as_str().map(String::from))
             .collect(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monitor_times_fall_on_one_grid() {
+        let epoch = Instant::now();
+        let five = Duration::from_secs(5);
+        let at = |ms: u64| align(epoch, epoch + Duration::from_millis(ms), five);
+        assert_eq!(at(0), epoch);
+        assert_eq!(at(1), epoch + five);
+        assert_eq!(at(4_999), epoch + five);
+        assert_eq!(at(5_000), epoch + five);
+        assert_eq!(at(12_000), epoch + 3 * five);
+        // Programs that started at different moments still share the wake-ups.
+        assert_eq!(at(5_300), at(9_100));
+    }
 }
