@@ -1,13 +1,32 @@
 #!/bin/sh
-# Builds usrsvc, starts the demo program of examples/quickstart/usrsvc.cfg and shows its status.
-# The demo keeps running afterwards, detached: stop it with the command printed at the end.
+# Builds usrsvc, starts the daemon usrsvcd on examples/quickstart/usrsvc.cfg (which autostarts
+# the demo program and restarts it if it dies) and shows both. Daemon and demo keep running
+# afterwards, detached: stop them with the commands printed at the end.
 set -e
 cd "$(dirname "$0")/../.."
 cargo build --release --quiet
-usrsvc="${CARGO_TARGET_DIR:-./target}/release/usrsvc --config examples/quickstart/usrsvc.cfg"
-$usrsvc start demo
-$usrsvc status demo
-$usrsvc status demo --json
+bin="${CARGO_TARGET_DIR:-./target}/release"
+cfg="--config examples/quickstart/usrsvc.cfg"
+"$bin/usrsvcd" $cfg start
+# Also clears a "stopped by the operator" mark left by an earlier `usrsvc stop demo`, which the
+# daemon would respect; if the daemon is starting the demo already, this waits and agrees.
+"$bin/usrsvc" $cfg start demo
+# The daemon is up; its start of the demo takes success_seconds (1 s), then writes the pidfile.
+i=0
+until [ -s examples/quickstart/run/demo.pid ] && "$bin/usrsvc" $cfg status demo >/dev/null 2>&1; do
+    i=$((i + 1))
+    if [ "$i" -gt 100 ]; then
+        echo "demo did not come up; see examples/quickstart/logs/usrsvcd.log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+"$bin/usrsvcd" $cfg status
+"$bin/usrsvc" $cfg status demo
+"$bin/usrsvc" $cfg status demo --json
 echo
-echo "The demo logs to examples/quickstart/logs/demo.out. Stop it with:"
-echo "  $usrsvc stop demo"
+echo "usrsvcd logs to examples/quickstart/logs/usrsvcd.log, the demo to logs/demo.out."
+echo "Kill the demo (kill -9 \$(cat examples/quickstart/run/demo.pid)) and watch it come back."
+echo "Stop the daemon (the demo keeps running) and then the demo with:"
+echo "  $bin/usrsvcd $cfg stop"
+echo "  $bin/usrsvc $cfg stop demo"

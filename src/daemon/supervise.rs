@@ -511,9 +511,13 @@ impl Daemon {
         match verdict {
             Verdict::Leave(reason) => {
                 if !matches!(p.phase, Phase::Down(r) if r == reason) {
-                    self.opts
-                        .log
-                        .debug(&format!("({name}) - not running; left down: {reason:?}"));
+                    let log = &self.opts.log;
+                    match reason {
+                        LeaveReason::OperatorStopped => log.info(&format!(
+                            "{name} is not running: stopped by the operator; not starting it until \"usrsvc start {name}\"."
+                        )),
+                        _ => log.debug(&format!("({name}) - not running; left down: {reason:?}")),
+                    }
                 }
                 p.phase = Phase::Down(reason);
                 p.recheck_at = Some(Instant::now() + DOWN_RECHECK);
