@@ -759,7 +759,7 @@ impl Daemon {
                 "{name} (pid {}) exited {how}; it was stopped by the operator and stays down.",
                 run.info.pid
             ));
-            self.observe(name);
+            self.down(name);
             return;
         }
         p.failures = p.policy().after_run(p.failures, Some(uptime));
@@ -769,7 +769,9 @@ impl Daemon {
             uptime.as_secs_f64()
         );
         log.error(&format!("{name} {}.", p.cause));
-        self.observe(name);
+        // No look for another process here: nobody held the lock, so nobody started one, and
+        // the worker looks anyway before it launches (a scan saved on the crash path).
+        self.down(name);
     }
 
     fn check_monitors(&mut self, name: &str, now: Instant) {
