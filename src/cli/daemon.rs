@@ -189,6 +189,7 @@ fn foreground(path: &Path, args: &Args, format: Format) -> ReturnCode {
     };
     let opts = Options {
         config_path: path.to_path_buf(),
+        default_log: default_log.clone(),
         log: log.clone(),
         poll_mode: std::env::var("USRSVCD_WATCH").is_ok_and(|v| v == "poll"),
     };

@@ -151,6 +151,8 @@ impl Prog {
 /// How the daemon was asked to run.
 pub struct Options {
     pub config_path: PathBuf,
+    /// The log of a detached daemon without `usrsvcd_stdout` (reopened on reread too).
+    pub default_log: Option<PathBuf>,
     pub log: Log,
     pub poll_mode: bool,
 }
@@ -882,7 +884,7 @@ impl Daemon {
                 for w in &new.warnings {
                     log.warn(w);
                 }
-                if let Err(e) = instance::open_logs(&new.main, None) {
+                if let Err(e) = instance::open_logs(&new.main, self.opts.default_log.as_deref()) {
                     log.error(&format!("{} (keeping the old log files)", e.message));
                 }
                 if let Err(e) = self.instance.move_pidfile(&new.main.pidfile) {
