@@ -290,6 +290,9 @@ fn status(console: &Console) -> ReturnCode {
     match instance::running() {
         Some(p) => {
             console.info(&format!("usrsvcd is running:\n\n{}\n", process_dict(&p)));
+            if let Some(table) = programs_table(p.pid) {
+                print!("{table}");
+            }
             ReturnCode::Success
         }
         None => {
@@ -297,6 +300,40 @@ fn status(console: &Console) -> ReturnCode {
             ReturnCode::GeneralFailure
         }
     }
+}
+
+/// The daemon's view of its programs (from its state file), one line each.
+fn programs_table(daemon: i32) -> Option<String> {
+    let dir = crate::control::runtime_dir().ok()?;
+    let text = std::fs::read_to_string(dir.join(crate::daemon::supervise::STATE_FILE)).ok()?;
+    let doc: serde_json::Value = serde_json::from_str(&text).ok()?;
+    if doc["pid"].as_i64() != Some(i64::from(daemon)) {
+        return None;
+    }
+    let mut out = String::new();
+    for p in doc["programs"].as_array()? {
+        let pid = p["pid"]
+            .as_i64()
+            .map(|p| format!("pid {p}"))
+            .unwrap_or_default();
+        let mut line = format!(
+            "  {:<20} {:<10} {:<10}",
+            p["name"].as_str().unwrap_or("?"),
+            p["state"].as_str().unwrap_or("?"),
+            pid
+        );
+        if let Some(d) = p["detail"].as_str().filter(|d| !d.is_empty()) {
+            line.push(' ');
+            line.push_str(d);
+        }
+        let restarts = p["restarts"].as_u64().unwrap_or(0);
+        if restarts > 0 {
+            line.push_str(&format!(" (restarted {restarts} times)"));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    Some(out)
 }
 
 /// SIGTERM through a verified pidfd, then wait for it to be gone (SIGKILL after 10 s).

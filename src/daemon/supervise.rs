@@ -31,6 +31,9 @@ use crate::control::signal::Pidfd;
 use crate::control::{find_running, hold, identify, Action, Mode, ProgramLock, Report};
 use crate::proc::{self, Matcher, ProcInfo};
 
+/// `usrsvcd status` reads the daemon's view of its programs from this file.
+pub const STATE_FILE: &str = "usrsvcd.state";
+
 /// How often a program's process is looked at in the `/proc` polling mode.
 const POLL_EVERY: Duration = Duration::from_millis(500);
 /// How soon a program whose lock is held (a `usrsvc` command at work) is looked at again.
@@ -172,6 +175,8 @@ pub struct Daemon {
     alerts: Alerts,
     mailer: Deliverer,
     reread_seq: u64,
+    /// The state last written for `usrsvcd status`.
+    published: String,
 }
 
 fn log_of(d: &Options) -> &Log {
@@ -205,6 +210,7 @@ impl Daemon {
             alerts: Alerts::new(),
             mailer,
             reread_seq: 0,
+            published: String::new(),
         })
     }
 
@@ -235,17 +241,95 @@ impl Daemon {
                 self.nudged();
             }
             self.timers(Instant::now());
+            self.publish_state();
             let ready = self.wait();
             for name in ready {
                 self.exited(&name);
             }
         }
         instance::notify("STOPPING=1");
+        if let Ok(dir) = crate::control::runtime_dir() {
+            let _ = std::fs::remove_file(dir.join(STATE_FILE));
+        }
         let Daemon {
             mailer, instance, ..
         } = self;
         mailer.shutdown(Duration::from_secs(5));
         drop(instance);
+    }
+
+    /// Writes what the daemon knows of each program to `usrsvcd.state` in the runtime
+    /// directory, for `usrsvcd status`, when it changed.
+    fn publish_state(&mut self) {
+        let now = Instant::now();
+        let wall = chrono::Local::now();
+        let at = |t: Instant| {
+            let ahead =
+                chrono::Duration::from_std(t.saturating_duration_since(now)).unwrap_or_default();
+            (wall + ahead).to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+        };
+        let programs: Vec<serde_json::Value> = self
+            .progs
+            .values()
+            .map(|p| {
+                let (state, pid, detail) = match &p.phase {
+                    Phase::Unknown => ("unknown", None, String::new()),
+                    Phase::Running(r) => (
+                        "running",
+                        Some(r.info.pid),
+                        r.restart_at
+                            .as_ref()
+                            .map(|(t, _)| format!("monitor restart at {}", at(*t)))
+                            .unwrap_or_default(),
+                    ),
+                    Phase::Down(LeaveReason::Failed) => (
+                        "failed",
+                        None,
+                        format!("gave up after {} consecutive failures", p.failures),
+                    ),
+                    Phase::Down(LeaveReason::OperatorStopped) => {
+                        ("stopped", None, "stopped by the operator".to_string())
+                    }
+                    Phase::Down(LeaveReason::Disabled) => ("down", None, "disabled".to_string()),
+                    Phase::Down(LeaveReason::NotAutomatic) => (
+                        "down",
+                        None,
+                        "not started automatically (autostart/autorestart)".to_string(),
+                    ),
+                    Phase::Waiting { until, .. } => (
+                        "waiting",
+                        None,
+                        format!("restart at {} (back-off)", at(*until)),
+                    ),
+                    Phase::Working { action, .. } => (
+                        if *action == Action::Start {
+                            "starting"
+                        } else {
+                            "restarting"
+                        },
+                        None,
+                        String::new(),
+                    ),
+                };
+                serde_json::json!({
+                    "name": p.cfg.name,
+                    "state": state,
+                    "pid": pid,
+                    "detail": detail,
+                    "failures": p.failures,
+                    "restarts": p.restarts,
+                })
+            })
+            .collect();
+        let doc =
+            serde_json::json!({ "pid": std::process::id(), "programs": programs }).to_string();
+        if doc == self.published {
+            return;
+        }
+        if let Ok(dir) = crate::control::runtime_dir() {
+            let _ = proc::write_atomic(&dir.join(STATE_FILE), doc.as_bytes());
+        }
+        self.published = doc;
     }
 
     /// Blocks in `poll` until a signal, a program exit or the next timer; returns the
