@@ -8,7 +8,8 @@
 //!
 //! Layers: `config` turns configobj files into a typed `Config` (no I/O but `load`); `proc`
 //! reads `/proc` and pidfiles; `control` is the only code that starts or signals processes;
-//! `cli` maps arguments and outcomes to the compatible command line; `exit` owns exit codes.
+//! `cli` maps arguments and outcomes to the compatible command line; `exit` owns exit codes;
+//! `alert` builds, rate-limits and delivers e-mail alerts off the supervision path.
 
 pub mod alert;
 pub mod cli;

@@ -7,6 +7,8 @@
     reason = "each test crate uses a different part of the harness"
 )]
 
+pub mod smtp;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
