@@ -36,6 +36,8 @@ pub const STATE_FILE: &str = "usrsvcd.state";
 
 /// How often a program's process is looked at in the `/proc` polling mode.
 const POLL_EVERY: Duration = Duration::from_millis(500);
+/// How long the loop must have been idle before it gives back start-up pages.
+const TRIM_AFTER: Duration = Duration::from_secs(1);
 /// How soon a program whose lock is held (a `usrsvc` command at work) is looked at again.
 const BUSY_RECHECK: Duration = Duration::from_millis(200);
 /// How often the pidfile of a program that is down is read, to notice a start by other means
@@ -177,6 +179,8 @@ pub struct Daemon {
     reread_seq: u64,
     /// The state last written for `usrsvcd status`.
     published: String,
+    /// Start-up pages were given back (`instance::trim_startup_pages`).
+    trimmed: bool,
 }
 
 fn log_of(d: &Options) -> &Log {
@@ -211,6 +215,7 @@ impl Daemon {
             mailer,
             reread_seq: 0,
             published: String::new(),
+            trimmed: false,
         })
     }
 
@@ -356,22 +361,27 @@ impl Daemon {
                 names.push(name.clone());
             }
         }
-        let timeout = deadline.map(|d| {
-            let left = d.saturating_duration_since(now);
-            // Round up: waking a hair early would spin until the deadline.
-            rustix::time::Timespec {
-                tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
-                tv_nsec: i64::from(left.subsec_nanos()) + 1_000_000,
+        // When the loop has been idle for a second after start-up or a burst of work (no
+        // worker at work), it gives back the pages only that work needed, and goes straight
+        // back to waiting: an idle daemon's RSS is then its own memory, not the code of its
+        // last restart.
+        let mut trim_at = (!self.trimmed && self.workers.is_empty()).then(|| now + TRIM_AFTER);
+        loop {
+            let until = match (deadline, trim_at) {
+                (Some(d), Some(t)) => Some(d.min(t)),
+                (d, t) => d.or(t),
+            };
+            let timeout = until.map(|d| timespec(d.saturating_duration_since(Instant::now())));
+            let woken = rustix::event::poll(&mut fds, timeout.as_ref()).unwrap_or(1);
+            match trim_at {
+                Some(t) if woken == 0 && Instant::now() >= t => {
+                    self.trimmed = true;
+                    trim_at = None;
+                    instance::trim_startup_pages();
+                }
+                _ => break,
             }
-        });
-        let timeout = timeout.map(|mut t| {
-            if t.tv_nsec >= 1_000_000_000 {
-                t.tv_sec += 1;
-                t.tv_nsec -= 1_000_000_000;
-            }
-            t
-        });
-        let _ = rustix::event::poll(&mut fds, timeout.as_ref());
+        }
         if !fds[0].revents().is_empty() {
             self.signals.drain();
         }
@@ -743,6 +753,7 @@ impl Daemon {
             action.word()
         ));
         self.workers.insert(child.id(), name.to_string());
+        self.trimmed = false;
         if let Some(p) = self.progs.get_mut(name) {
             p.phase = Phase::Working {
                 pid: child.id(),
@@ -980,6 +991,7 @@ impl Daemon {
                 self.mailer.update(&new.main);
                 self.apply(new);
                 log.info("Successfully loaded new config.");
+                self.trimmed = false;
                 write_reread_status(self.reread_seq, true, &[]);
             }
         }
@@ -1031,6 +1043,20 @@ impl Daemon {
             self.observe(&name);
         }
     }
+}
+
+/// A poll timeout for `left`, rounded up to the next millisecond: waking a hair early would
+/// spin until the deadline.
+fn timespec(left: Duration) -> rustix::time::Timespec {
+    let mut t = rustix::time::Timespec {
+        tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(left.subsec_nanos()) + 1_000_000,
+    };
+    if t.tv_nsec >= 1_000_000_000 {
+        t.tv_sec = t.tv_sec.saturating_add(1);
+        t.tv_nsec -= 1_000_000_000;
+    }
+    t
 }
 
 /// The first multiple of `interval` (counted from `epoch`) at or after `t`: monitors with the
