@@ -29,7 +29,8 @@ import sys
 import tempfile
 import time
 
-# Helpers shared with the CLI benchmark (same directory).
+# Helpers shared with the CLI benchmark (same directory); no __pycache__ in the source tree.
+sys.dont_write_bytecode = True
 from bench import BenchError, CommandTimeout, gone, on_alarm, proc_cmdline, proc_start_time, q
 
 LAT_MEDIAN_GOAL_MS = 5.0  # ours: crash-to-respawn median, below
@@ -134,6 +135,10 @@ def snapshot(pid):
             "nvcsw": st.get("nonvoluntary_ctxt_switches", 0),
         }
     return snap
+
+
+def loadavg():
+    return " ".join((read_file("/proc/loadavg") or b"? ? ?").decode().split()[:3])
 
 
 def fmt_ms(ns):
@@ -818,8 +823,11 @@ class DaemonBench:
         dup = {n: p for n, p in self.instances(sup).items() if len(p) > 1}
         if dup:
             sup.extra_notes.append(f"{len(dup)} program(s) with several copies after start: {dict(list(dup.items())[:5])}")
+        load0 = loadavg()
         idle = self.idle(sup, up) if self.args.window > 0 else None
+        load1 = loadavg()
         lat = self.latency(sup) if self.args.trials > 0 else None
+        load2 = loadavg()
         sup.stop()
         if sup.daemon_alive():
             raise BenchError(f"{sup.label} daemon still running after stop")
@@ -827,7 +835,7 @@ class DaemonBench:
         alive = sum(1 for n in self.names if self.current(sup, n))
         killed = self.kill_programs()
         log(f"{sup.key}: daemon stopped; {alive} programs were still running, killed {killed} copies")
-        return {"t_up": t_up, "idle": idle, "lat": lat, "alive_after_stop": alive, "killed": killed}
+        return {"t_up": t_up, "idle": idle, "lat": lat, "alive_after_stop": alive, "killed": killed, "load": (load0, load1, load2)}
 
     # ------------------------------------------------------------------ report
 
@@ -842,7 +850,7 @@ class DaemonBench:
             ["nproc", os.cpu_count()],
             ["kernel", os.uname().release],
             ["CPU", cpu],
-            ["load average at start", " ".join(open("/proc/loadavg").read().split()[:3])],
+            ["load average at start", loadavg()],
             ["uid", os.getuid()],
             ["supervised program", f"`stamp FILE` (C, gcc -O2, {self.stamp_link}), {len(self.names)} copies per supervisor"],
             ["programs with an RSS monitor / an activity-file monitor", f"{len(self.rss_names)} / {len(self.act_names)}"],
@@ -943,6 +951,7 @@ class DaemonBench:
             if r:
                 self.out(f"- all {len(self.names)} programs up {r['t_up']:.1f} s after the daemon started; "
                          f"{r['alive_after_stop']} of them still running after the daemon stopped (then killed by pid)")
+                self.out("- load average (1, 5, 15 min) before the idle window / after it / after the trials: " + " / ".join(r["load"]))
                 if r.get("idle"):
                     self.out(f"- child processes of the daemon at the window start: {r['idle']['children']}; "
                              f"involuntary context switches in the window: {r['idle']['nvcsw']}")
@@ -966,7 +975,7 @@ class DaemonBench:
             self.out()
             self.out("</details>")
             self.out()
-        self.out(f"Load average at end: {' '.join(open('/proc/loadavg').read().split()[:3])}")
+        self.out(f"Load average at end: {loadavg()}")
 
     def config_excerpt(self, text):
         """The config with one program of each kind (RSS monitor, activity monitor, plain)."""
