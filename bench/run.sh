@@ -98,7 +98,7 @@ if [[ $mode == daemon ]]; then
         say "SKIPPING monit: not installed. Install it with \`sudo apt-get install -y monit\`" \
             "(Debian/Ubuntu) or set MONIT_BIN=/path/to/monit."
     fi
-    say "running daemon.py (about 8-10 minutes with the defaults; --quick: about 2)"
+    say "running daemon.py (about 12-13 minutes with the defaults; --quick: about 3)"
     exec python3 "$here/daemon.py" --ours "$bin" ${py_args[@]+"${py_args[@]}"} --results "$results" "$@"
 fi
 
