@@ -34,10 +34,13 @@ pub struct Daemon<'a> {
     gone: bool,
 }
 
-/// Every line of a JSON log, parsed; a line that is not one JSON object fails the test.
+/// Every line of a JSON log, parsed; a line that is not one JSON object fails the test. A
+/// last line without its newline is being written right now: it is left for the next read.
 pub fn json_lines(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
+    let complete = text.rfind('\n').map_or("", |end| &text[..=end]);
+    complete
+        .lines()
         .map(|l| {
             serde_json::from_str::<Value>(l)
                 .ok()
