@@ -25,6 +25,17 @@ fn cmdline(pid: i32) -> String {
         .to_owned()
 }
 
+/// How many pidfds `pid` holds open.
+fn pidfds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fd dir")
+        .flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().contains("pidfd"))
+        })
+        .count()
+}
+
 fn restarted_after_kill9(poll: bool) {
     let t = Env::new();
     t.programs(&[t.program("p", &t.sleep(1), STABLE)]);
@@ -35,6 +46,11 @@ fn restarted_after_kill9(poll: bool) {
     };
     let pid = t.wait_running("p");
     d.expect_watching("p", pid);
+    assert_eq!(
+        pidfds(d.pid) > 0,
+        !poll,
+        "pidfds held by the daemon, poll mode = {poll}"
+    );
 
     kill9(pid);
     let new = t.wait_new_pid("p", pid);
