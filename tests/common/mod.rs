@@ -14,6 +14,8 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod daemon;
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 pub struct Env {
@@ -227,13 +229,30 @@ fn live_cmdlines() -> Vec<(i32, String)> {
 
 impl Drop for Env {
     fn drop(&mut self) {
+        let kill = |pid: i32| {
+            // SAFETY-free: the harness kills only processes it identified as this test's.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        };
+        // Daemons and their start workers first: left alive, they would start the programs
+        // killed after them again. Workers do not name HOME in their cmdline; their
+        // environment does.
+        let runtime = format!("USRSVC_RUNTIME_DIR={}", self.home.join("run").display());
+        for (pid, cmd) in live_cmdlines() {
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let ours = environ
+                .split(|b| *b == 0)
+                .any(|var| var == runtime.as_bytes());
+            if cmd.contains("usrsvcd") && ours {
+                kill(pid);
+            }
+        }
         let mut pids = self.my_processes();
         pids.extend(self.extra_pids.borrow().iter().copied());
         for pid in pids {
-            // SAFETY-free: the harness kills only processes it identified as this test's.
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .output();
+            kill(pid);
         }
     }
 }
