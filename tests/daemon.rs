@@ -192,7 +192,9 @@ fn operator_stop_is_respected_across_daemons_until_start() {
 
     t.run(&["stop", "p"]).expect_code(0);
     assert!(!alive(p));
-    d.expect_log("(p) - not running; left down: OperatorStopped");
+    d.expect_log(
+        "p is not running: stopped by the operator; not starting it until \"usrsvc start p\".",
+    );
     let decided = start_decisions(&d, "p");
     // A nudge makes the daemon look at p again; a crash of q, handled after it, proves the
     // daemon went round its loop since.
@@ -207,7 +209,9 @@ fn operator_stop_is_respected_across_daemons_until_start() {
     assert_eq!(d.stop(), Some(0));
     let d = t.daemon();
     d.expect_watching("q", q);
-    d.expect_log("(p) - not running; left down: OperatorStopped");
+    d.expect_log(
+        "p is not running: stopped by the operator; not starting it until \"usrsvc start p\".",
+    );
     assert_eq!(start_decisions(&d, "p"), 0, "{}", d.dump());
     assert!(pids_matching(&t.sleep(1)).is_empty(), "p was started again");
 
