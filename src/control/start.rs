@@ -102,9 +102,15 @@ pub fn launch(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> O
     // they pass on to init as before. Our descendants from before this launch are not its.
     let _ = nix::sys::prctl::set_child_subreaper(true);
     let _deferred = InterruptsDeferred::new();
-    let before = our_descendants(&proc::user_processes(proc::my_uid()), |_| false)
-        .map(|p| (p.pid, p.start_ticks))
-        .collect();
+    // A process without children has no descendants: no need to read every process (the
+    // common case — a `usrsvc` command, a daemon's worker — and most of a restart's cost).
+    let before = if has_children() == Some(false) {
+        HashSet::new()
+    } else {
+        our_descendants(&proc::user_processes(proc::my_uid()), |_| false)
+            .map(|p| (p.pid, p.start_ticks))
+            .collect()
+    };
     let started_at = Instant::now();
     let mut child = match spawn_program(prog, stdout, stderr) {
         Ok(c) => c,
@@ -215,6 +221,18 @@ struct Launched<'a> {
 
 /// The processes in `all` that descend from the calling process, not looking below those for
 /// which `stop_at` says so.
+/// Whether this process has any child, from `/proc/self/task/*/children`; None when the
+/// kernel does not provide those files.
+fn has_children() -> Option<bool> {
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).ok()?;
+        if !children.trim().is_empty() {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
 fn our_descendants(
     all: &[ProcInfo],
     stop_at: impl Fn(&ProcInfo) -> bool,
