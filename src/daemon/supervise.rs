@@ -127,6 +127,8 @@ struct Prog {
     cause: String,
     /// Restarts by the daemon since it started managing the program.
     restarts: u64,
+    /// When the daemon saw the watched process exit (cleared by the next worker).
+    exit_seen: Option<Instant>,
 }
 
 impl Prog {
@@ -145,6 +147,7 @@ impl Prog {
             failed: false,
             cause: String::new(),
             restarts: 0,
+            exit_seen: None,
         }
     }
 
@@ -709,7 +712,26 @@ impl Daemon {
     /// start makes its process a subreaper and waits out `success_seconds`; the loop must not).
     fn spawn_worker(&mut self, name: &str, action: Action, why: &str) {
         let log = self.opts.log.clone();
-        let json = match serde_json::to_vec(&self.config) {
+        let Some(p) = self.progs.get_mut(name) else {
+            return;
+        };
+        // The worker gets the daemon's config of this one program (not the file, which may
+        // have changed or be broken; not the other programs, which it does not need).
+        let mut prog = p.cfg.clone();
+        // Right after the daemon saw the process it watched exit, with nobody holding the
+        // lock, there is no other copy to adopt: the worker checks the pidfile but skips the
+        // scan of every process (the slowest part of a crash restart).
+        if p.exit_seen.take().is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            prog.scan_for_process = false;
+        }
+        let one = Config {
+            main_file: self.config.main_file.clone(),
+            files: Vec::new(),
+            main: self.config.main.clone(),
+            programs: vec![prog],
+            warnings: Vec::new(),
+        };
+        let json = match serde_json::to_vec(&one) {
             Ok(j) => j,
             Err(e) => {
                 log.error(&format!(
@@ -859,6 +881,7 @@ impl Daemon {
             self.down(name);
             return;
         }
+        p.exit_seen = Some(Instant::now());
         p.failures = p.policy().after_run(p.failures, Some(uptime));
         p.cause = format!(
             "crashed: pid {} exited {how} after running {:.1} s",
