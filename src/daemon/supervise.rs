@@ -177,7 +177,9 @@ pub struct Daemon {
     signals: Signals,
     /// The grid monitor checks are aligned to.
     epoch: Instant,
-    alerts: Alerts,
+    /// Created at the first alert: it looks up the host's name, which a broken resolver can
+    /// make take a second, and a daemon without `email_alerts` never needs it.
+    alerts: Option<Alerts>,
     mailer: Deliverer,
     reread_seq: u64,
     /// The state last written for `usrsvcd status`.
@@ -214,7 +216,7 @@ impl Daemon {
             exits: HashMap::new(),
             signals,
             epoch: Instant::now(),
-            alerts: Alerts::new(),
+            alerts: None,
             mailer,
             reread_seq: 0,
             published: String::new(),
@@ -408,7 +410,7 @@ impl Daemon {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let mut best: Option<Instant> = self.alerts.next_due();
+        let mut best: Option<Instant> = self.alerts.as_ref().and_then(Alerts::next_due);
         let mut consider = |t: Option<Instant>| {
             if let Some(t) = t {
                 best = Some(best.map_or(t, |b| b.min(t)));
@@ -464,7 +466,7 @@ impl Daemon {
                 _ => {}
             }
         }
-        for mail in self.alerts.due(now) {
+        for mail in self.alerts.as_mut().map(|a| a.due(now)).unwrap_or_default() {
             self.mailer.send(mail);
         }
     }
@@ -977,7 +979,8 @@ impl Daemon {
             at: chrono::Local::now(),
             text,
         };
-        if let Some(mail) = self.alerts.push(name, &to, interval, event, Instant::now()) {
+        let alerts = self.alerts.get_or_insert_with(Alerts::new);
+        if let Some(mail) = alerts.push(name, &to, interval, event, Instant::now()) {
             self.mailer.send(mail);
         }
     }
