@@ -177,8 +177,8 @@ pub struct Daemon {
     signals: Signals,
     /// The grid monitor checks are aligned to.
     epoch: Instant,
-    /// Created at the first alert: it looks up the host's name, which a broken resolver can
-    /// make take a second, and a daemon without `email_alerts` never needs it.
+    /// Set up when some program has `email_alerts` (at start or reread, not on the restart
+    /// path): it looks up the host's name, which a broken resolver can make take a second.
     alerts: Option<Alerts>,
     mailer: Deliverer,
     reread_seq: u64,
@@ -203,6 +203,7 @@ impl Daemon {
             &config.main,
             Arc::new(move |line: &str| sink.error(&format!("MAIL: {line}"))),
         );
+        let wants_alerts = config.programs.iter().any(|p| p.email_alerts.is_some());
         let mut progs = BTreeMap::new();
         for p in &config.programs {
             progs.insert(p.name.clone(), Prog::new(p.clone(), &opts.log));
@@ -216,7 +217,7 @@ impl Daemon {
             exits: HashMap::new(),
             signals,
             epoch: Instant::now(),
-            alerts: None,
+            alerts: wants_alerts.then(Alerts::new),
             mailer,
             reread_seq: 0,
             published: String::new(),
@@ -705,8 +706,9 @@ impl Daemon {
             )
         };
         self.opts.log.info(&line);
-        self.alert(name, kind, why.clone());
+        // The restart first: building the alert is off the hot path too, but not free.
         self.spawn_worker(name, Action::Start, &why);
+        self.alert(name, kind, why);
     }
 
     /// Runs `usrsvcd --worker ACTION -- NAME` with the in-memory config on its stdin: the
@@ -1063,6 +1065,9 @@ impl Daemon {
                     fresh.push(cfg.name.clone());
                 }
             }
+        }
+        if self.alerts.is_none() && new.programs.iter().any(|p| p.email_alerts.is_some()) {
+            self.alerts = Some(Alerts::new());
         }
         self.config = new;
         for name in fresh {
