@@ -793,8 +793,12 @@ impl Daemon {
 
     /// Collects every exited child: workers, and programs we are the subreaper of.
     fn reap(&mut self) {
+        // Only children of this (the main) thread: workers, and orphans re-parented to us
+        // (the kernel gives them to the first live thread, this one). A sendmail is a child
+        // of the mail thread, which reaps it for its exit status; taking it here lost that.
+        let flags = WaitPidFlag::WNOHANG | WaitPidFlag::__WNOTHREAD;
         loop {
-            let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            let status = match waitpid(None, Some(flags)) {
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
                 Ok(s) => s,
             };
