@@ -170,6 +170,21 @@ impl Alerts {
             .collect()
     }
 
+    /// Every held-back summary, due or not: at shutdown, what happened is sent rather than
+    /// dropped (the next daemon knows nothing of it).
+    pub fn flush(&mut self) -> Vec<Mail> {
+        let held: Vec<(String, String, Held)> = self
+            .programs
+            .iter_mut()
+            .filter(|(_, p)| !p.held.is_empty())
+            .map(|(name, p)| (name.clone(), p.to.clone(), p.take()))
+            .collect();
+        self.programs.clear();
+        held.into_iter()
+            .map(|(name, to, held)| self.compose(&name, &to, held))
+            .collect()
+    }
+
     /// The mail for one event, or the summary of several.
     fn compose(&self, program: &str, to: &str, held: Held) -> Mail {
         let Identity { user, host } = &self.identity;
@@ -324,6 +339,26 @@ mod tests {
                 .expect("mail");
             assert_eq!(m.subject, word);
         }
+    }
+
+    #[test]
+    fn flush_sends_what_is_held_before_it_is_due() {
+        let mut a = alerts();
+        let t0 = Instant::now();
+        assert!(a
+            .push("web", "o@x", MIN5, ev(AlertKind::Starting, "first"), t0)
+            .is_some());
+        assert!(a
+            .push("web", "o@x", MIN5, ev(AlertKind::Restarting, "second"), t0)
+            .is_none());
+        assert!(a.due(t0 + Duration::from_secs(1)).is_empty(), "not due yet");
+        let mails = a.flush();
+        assert_eq!(mails.len(), 1);
+        assert!(mails[0].body.contains("second"), "{}", mails[0].body);
+        assert!(
+            a.flush().is_empty() && a.next_due().is_none(),
+            "nothing left"
+        );
     }
 
     #[test]

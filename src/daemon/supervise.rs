@@ -263,8 +263,14 @@ impl Daemon {
             let _ = std::fs::remove_file(dir.join(STATE_FILE));
         }
         let Daemon {
-            mailer, instance, ..
+            mailer,
+            instance,
+            alerts,
+            ..
         } = self;
+        for mail in alerts.map(|mut a| a.flush()).unwrap_or_default() {
+            mailer.send(mail);
+        }
         mailer.shutdown(Duration::from_secs(5));
         drop(instance);
     }
@@ -725,7 +731,10 @@ impl Daemon {
         // Right after the daemon saw the process it watched exit, with nobody holding the
         // lock, there is no other copy to adopt: the worker checks the pidfile but skips the
         // scan of every process (the slowest part of a crash restart).
-        if p.exit_seen.take().is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+        if p.exit_seen
+            .take()
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
             prog.scan_for_process = false;
         }
         let one = Config {
