@@ -673,3 +673,40 @@ fn sd_notify_ready_and_programs_do_not_inherit_notify_socket() {
     }
     assert!(seen.iter().any(|m| m.contains("STOPPING=1")), "{seen:?}");
 }
+
+/// A program that hands over to a fresh copy of itself (as a server does for a binary
+/// upgrade) and exits 0: the daemon sees the exit, and its restart must adopt the new copy,
+/// not start a second one.
+#[test]
+fn a_program_that_hands_over_to_a_new_copy_is_adopted_not_doubled() {
+    let t = Env::new();
+    let script = t.script(
+        "handover.sh",
+        &format!(
+            "#!/bin/sh\n\
+             trap 'kill $! 2>/dev/null; setsid \"$0\" \"$@\" </dev/null >/dev/null 2>&1 & exit 0' USR1\n\
+             {} &\nwait\n",
+            t.sleep(1)
+        ),
+    );
+    let title = format!("/bin/sh {}", script.display());
+    t.programs(&[t.program("h", &script.display().to_string(), STABLE)]);
+    let d = t.daemon();
+    let pid = t.wait_running("h");
+    d.expect_watching("h", pid);
+    assert_eq!(pids_matching(&title), vec![pid]);
+
+    common::daemon::signal(pid, Signal::SIGUSR1);
+    let new = t.wait_new_pid("h", pid);
+    d.expect_watching("h", new);
+    d.expect_log("Matched h from running process");
+    // Give a wrongly started second copy every chance to show up: the daemon's worker has
+    // finished (it wrote the pidfile and the daemon watches the pid it wrote).
+    assert!(
+        !wait_for(Duration::from_secs(2), || pids_matching(&title).len() > 1),
+        "a second copy was started: {:?}\n{}",
+        pids_matching(&title),
+        d.dump()
+    );
+    assert_eq!(pids_matching(&title), vec![new]);
+}

@@ -127,8 +127,6 @@ struct Prog {
     cause: String,
     /// Restarts by the daemon since it started managing the program.
     restarts: u64,
-    /// When the daemon saw the watched process exit (cleared by the next worker).
-    exit_seen: Option<Instant>,
 }
 
 impl Prog {
@@ -147,7 +145,6 @@ impl Prog {
             failed: false,
             cause: String::new(),
             restarts: 0,
-            exit_seen: None,
         }
     }
 
@@ -722,21 +719,14 @@ impl Daemon {
     /// start makes its process a subreaper and waits out `success_seconds`; the loop must not).
     fn spawn_worker(&mut self, name: &str, action: Action, why: &str) {
         let log = self.opts.log.clone();
-        let Some(p) = self.progs.get_mut(name) else {
+        let Some(p) = self.progs.get(name) else {
             return;
         };
         // The worker gets the daemon's config of this one program (not the file, which may
-        // have changed or be broken; not the other programs, which it does not need).
-        let mut prog = p.cfg.clone();
-        // Right after the daemon saw the process it watched exit, with nobody holding the
-        // lock, there is no other copy to adopt: the worker checks the pidfile but skips the
-        // scan of every process (the slowest part of a crash restart).
-        if p.exit_seen
-            .take()
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
-        {
-            prog.scan_for_process = false;
-        }
+        // have changed or be broken; not the other programs, which it does not need). It
+        // looks for a running copy (pidfile, then scan) before it launches: a program may
+        // have handed over to a fresh copy of itself, which must be adopted, not doubled.
+        let prog = p.cfg.clone();
         let one = Config {
             main_file: self.config.main_file.clone(),
             files: Vec::new(),
@@ -898,7 +888,6 @@ impl Daemon {
             self.down(name);
             return;
         }
-        p.exit_seen = Some(Instant::now());
         p.failures = p.policy().after_run(p.failures, Some(uptime));
         p.cause = format!(
             "crashed: pid {} exited {how} after running {:.1} s",
