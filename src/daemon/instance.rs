@@ -288,20 +288,24 @@ pub fn notify(state: &str) {
     }
 }
 
-/// Drops this process's page-table entries for its clean, read-only file mappings (the code and
-/// constants of our binary, libc, the loader) once start-up is over. Start-up runs a lot of
-/// code the loop never runs again (argument and config parsing, regex compilation, the first
-/// workers), and the kernel maps file pages in 64 KiB clusters around each fault, so most of
-/// the binary stays mapped and counted in the daemon's RSS, though it is clean, shared page
-/// cache. The pages stay in the page cache; the loop maps back the few it uses (minor faults,
-/// no I/O). Only mappings without write permission and without a single private (written)
-/// page are dropped — relocated data (RELRO) has private pages and is left alone — so no
-/// state can be lost.
+/// Drops this process's page-table entries for the code of its executable files (our binary,
+/// libc, the loader) once start-up is over. Start-up runs a lot of code the loop never runs
+/// again (argument and config parsing, regex compilation, the first workers), and the kernel
+/// maps file pages in 64 KiB clusters around each fault, so most of the binary stays mapped
+/// and counted in the daemon's RSS, though it is clean, shared page cache. The pages stay in
+/// the page cache; the loop maps back the few it uses (minor faults, no I/O).
+///
+/// Only mappings that are executable and not writable, in which the kernel reports not one
+/// private page — neither in memory (`Anonymous`) nor swapped out (`Swap`) — are dropped: for
+/// those, `MADV_DONTNEED` can only ever bring back the same bytes from the file. Relocated
+/// data (RELRO, even when swapped out) and everything writable are left alone. A read-only
+/// mapping cannot gain a private page later, so the check cannot go stale before the call.
 pub fn trim_startup_pages() {
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
         return;
     };
-    let mut current: Option<(usize, usize)> = None;
+    // (start, end, private pages seen so far, fields still to see)
+    let mut current: Option<(usize, usize, bool, u8)> = None;
     let mut drop_ranges = Vec::new();
     for line in smaps.lines() {
         let mut f = line.split_whitespace();
@@ -312,25 +316,28 @@ pub fn trim_startup_pages() {
             {
                 let perms = f.next().unwrap_or("");
                 let path = f.nth(3).unwrap_or("");
-                let read_only = perms.starts_with('r') && perms.as_bytes().get(1) == Some(&b'-');
-                current = (read_only && perms.ends_with('p') && path.starts_with('/'))
-                    .then_some((start, end));
+                current = (perms == "r-xp" && path.starts_with('/')).then_some((start, end, false, 2));
                 continue;
             }
         }
-        if first == "Anonymous:" {
-            if let Some(range) = current.take() {
-                if f.next() == Some("0") {
-                    drop_ranges.push(range);
+        if first == "Anonymous:" || first == "Swap:" {
+            if let Some((start, end, private, left)) = current.as_mut() {
+                *private |= f.next() != Some("0");
+                *left -= 1;
+                if *left == 0 {
+                    if !*private {
+                        drop_ranges.push((*start, *end));
+                    }
+                    current = None;
                 }
             }
         }
     }
     for (start, end) in drop_ranges {
-        // SAFETY: [start, end) is a whole private file mapping without write permission, in
-        // which the kernel reports no anonymous (written, copied-on-write) page. MADV_DONTNEED
-        // on it only removes page-table entries: the next access maps the same, unmodified
-        // file page again. The mapping itself stays, so no pointer into it dangles.
+        // SAFETY: [start, end) is a whole private, executable, non-writable file mapping in
+        // which the kernel reports no private (copied-on-write) page, in memory or in swap.
+        // MADV_DONTNEED on it only removes page-table entries: the next access maps the same,
+        // unmodified file page again. The mapping itself stays, so no pointer into it dangles.
         unsafe {
             libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
         }
