@@ -710,3 +710,26 @@ fn a_program_that_hands_over_to_a_new_copy_is_adopted_not_doubled() {
     );
     assert_eq!(pids_matching(&title), vec![new]);
 }
+
+/// Integers of any size are valid config values (1.5.13 had unbounded integers); a deadline
+/// made from one must not overflow and take the daemon down.
+#[test]
+fn huge_durations_do_not_crash_the_daemon() {
+    let t = Env::new();
+    t.programs(&[t.program(
+        "p",
+        &t.sleep(1),
+        "restart_delay = 20000000000000000000\nemail_interval = 99999999999999999999\n\
+         [[Monitoring]]\nmonitor_after = 99999999999999999999\nrss_limit = 1\n",
+    )]);
+    t.run_bin("usrsvcd", &["checkconfig"]).expect_code(0);
+    let mut d = t.daemon();
+    let pid = t.wait_running("p");
+    d.expect_watching("p", pid);
+    kill9(pid);
+    d.expect_log(&format!("p crashed: pid {pid} exited"));
+    d.expect_log("p is not running; restarting it in");
+    t.run_bin("usrsvcd", &["reread"]).expect_code(0);
+    d.expect_log("Successfully loaded new config.");
+    assert!(d.is_alive(), "{}", d.dump());
+}

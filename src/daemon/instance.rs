@@ -316,7 +316,8 @@ pub fn trim_startup_pages() {
             {
                 let perms = f.next().unwrap_or("");
                 let path = f.nth(3).unwrap_or("");
-                current = (perms == "r-xp" && path.starts_with('/')).then_some((start, end, false, 2));
+                current =
+                    (perms == "r-xp" && path.starts_with('/')).then_some((start, end, false, 2));
                 continue;
             }
         }

@@ -34,8 +34,10 @@ const FAILURE_BASE: Duration = Duration::from_millis(500);
 impl Policy {
     pub fn of(prog: &ProgramConfig) -> Policy {
         Policy {
-            restart_delay: Duration::from_secs(prog.restart_delay),
-            restart_delay_max: Duration::from_secs(prog.restart_delay_max),
+            // Capped (at about a century) like every duration from a config: 1.5.13 accepted
+            // any size, and a deadline must not overflow.
+            restart_delay: seconds(prog.restart_delay as f64),
+            restart_delay_max: seconds(prog.restart_delay_max as f64),
             stable: seconds(prog.stable_seconds),
             maxrestarts: prog.maxrestarts,
         }

@@ -977,7 +977,7 @@ impl Daemon {
         let Some(to) = p.cfg.email_alerts.clone() else {
             return;
         };
-        let interval = Duration::from_secs(p.cfg.email_interval);
+        let interval = crate::control::seconds(p.cfg.email_interval as f64);
         let event = AlertEvent {
             kind,
             at: chrono::Local::now(),
@@ -1109,7 +1109,7 @@ fn first_check(cfg: &ProgramConfig, started: Instant, epoch: Instant) -> Option<
     if !cfg.monitoring.is_active() {
         return None;
     }
-    let after = Duration::from_secs(cfg.monitoring.monitor_after);
+    let after = crate::control::seconds(cfg.monitoring.monitor_after as f64);
     let interval = crate::control::seconds(cfg.monitoring.check_interval);
     Some(align(
         epoch,
