@@ -733,3 +733,39 @@ fn huge_durations_do_not_crash_the_daemon() {
     d.expect_log("Successfully loaded new config.");
     assert!(d.is_alive(), "{}", d.dump());
 }
+
+/// `usrsvc start|stop|restart` nudge the daemon; a nudge must not postpone another
+/// program's restart that is waiting out its back-off.
+#[test]
+fn nudges_do_not_postpone_a_back_off() {
+    let t = Env::new();
+    t.programs(&[
+        t.program("a", &t.sleep(1), "restart_delay = 1"),
+        t.program("b", &t.sleep(2), STABLE),
+    ]);
+    let d = t.daemon();
+    let a = t.wait_running("a");
+    let b = t.wait_running("b");
+    d.expect_watching("a", a);
+    d.expect_watching("b", b);
+    kill9(a);
+    d.expect_log("a is not running; restarting it in 2.0 s");
+    let start = std::time::Instant::now();
+    // Nudges every 0.3 s, for longer than the back-off.
+    let mut restarted = false;
+    while start.elapsed() < Duration::from_secs(6) {
+        t.run(&["start", "b"]).expect_code(0);
+        if t.pid_of("a").is_some_and(|p| p != a && alive(p)) {
+            restarted = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(restarted, "a was not restarted while nudged\n{}", d.dump());
+    assert_eq!(
+        d.count("a is not running; restarting it in"),
+        1,
+        "{}",
+        d.dump()
+    );
+}

@@ -529,9 +529,12 @@ impl Daemon {
         }
     }
 
+    /// SIGUSR2 from `usrsvc start|stop|restart`: look at once, by pidfile, at the programs
+    /// that are not running. A back-off keeps its time (a nudge for one program must not
+    /// postpone another's restart), and nothing is scanned.
     fn nudged(&mut self) {
         self.log()
-            .debug("nudged: looking at every program that is not running");
+            .debug("nudged: looking at the programs that are not running");
         let names: Vec<String> = self
             .progs
             .iter()
@@ -539,7 +542,23 @@ impl Daemon {
             .map(|(n, _)| n.clone())
             .collect();
         for name in names {
-            self.observe(&name);
+            let Some(p) = self.progs.get(&name) else {
+                continue;
+            };
+            match p.phase {
+                Phase::Unknown => self.observe(&name),
+                Phase::Down(_) => self.recheck_down(&name),
+                Phase::Waiting { .. } => {
+                    let found = p
+                        .matcher
+                        .as_ref()
+                        .and_then(|m| identify::running_by_pidfile(&p.cfg, m));
+                    if let Some(info) = found {
+                        self.watch(&name, info);
+                    }
+                }
+                Phase::Running(_) | Phase::Working { .. } => {}
+            }
         }
     }
 
