@@ -769,3 +769,66 @@ fn nudges_do_not_postpone_a_back_off() {
         d.dump()
     );
 }
+
+/// A reread whose new log or pidfile cannot be written is rejected as a whole: the old config
+/// stays (no new program is started) and `usrsvcd reread` says so.
+#[test]
+fn reread_with_an_unwritable_log_keeps_the_old_config() {
+    let t = Env::new();
+    let log = t.path("logs/usrsvcd.log");
+    let main = format!(
+        "[Main]\nusrsvcd_stdout = {}\nusrsvcd_stderr = stdout\n\n",
+        log.display()
+    );
+    let p = t.program("p", &t.sleep(1), STABLE);
+    t.config(&format!("{main}{p}"));
+    let mut d = t.daemon_logging_to(log.clone(), &[]);
+    let pid = t.wait_running("p");
+    d.expect_watching("p", pid);
+
+    for bad in [
+        "usrsvcd_stdout = /nonexistent/dir/usrsvcd.log",
+        "pidfile = /nonexistent/dir/d.pid",
+    ] {
+        t.config(&format!(
+            "[Main]\n{bad}\n\n{p}{}",
+            t.program("q", &t.sleep(2), STABLE)
+        ));
+        let r = t.run_bin("usrsvcd", &["reread"]);
+        r.expect_code(130);
+        assert!(r.stderr().contains("/nonexistent/dir"), "{}", r.stderr());
+        d.expect_log("Cannot apply the new config");
+        assert!(d.is_alive(), "{}", d.dump());
+        assert_eq!(d.count("q is new in the config"), 0, "{}", d.dump());
+        assert!(pids_matching(&t.sleep(2)).is_empty(), "q was started");
+    }
+    // The old config is still in force: p is restarted after a crash.
+    kill9(pid);
+    let new = t.wait_new_pid("p", pid);
+    d.expect_watching("p", new);
+}
+
+/// `usrsvcd start` detaches: with `usrsvcd_stdout` set and `usrsvcd_stderr` not, errors go to
+/// the log too, not to the terminal the daemon was started from.
+#[test]
+fn a_detached_daemon_writes_errors_to_its_log_not_the_terminal() {
+    let t = Env::new();
+    let log = t.path("logs/usrsvcd.log");
+    t.config(&format!(
+        "[Main]\nusrsvcd_stdout = {}\n\n{}",
+        log.display(),
+        t.program("p", &t.sleep(1), STABLE)
+    ));
+    t.run_bin("usrsvcd", &["start", "--debug", "--log-format", "json"])
+        .expect_code(0);
+    let pid = t.daemon_pid().expect("daemon");
+    let d = t.attach_daemon(pid, log.clone());
+    let fd2 = std::fs::read_link(format!("/proc/{pid}/fd/2")).expect("fd 2");
+    assert_eq!(fd2, log);
+    let p = t.wait_running("p");
+    d.expect_watching("p", p);
+    kill9(p);
+    // An error-level line, in the log.
+    let crash = d.expect_log(&format!("p crashed: pid {p}"));
+    assert_eq!(crash["level"], "error");
+}

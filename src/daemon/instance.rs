@@ -191,15 +191,15 @@ pub fn open_logs(main: &MainConfig, default_log: Option<&Path>) -> Result<(), St
         Some(p) => Some(open(p, "usrsvcd_stdout")?),
         None => None,
     };
-    let err = match (&main.usrsvcd_stderr, main.usrsvcd_stdout.is_none()) {
-        (Some(LogTarget::Path(p)), _) => Some(open(p, "usrsvcd_stderr")?),
-        (Some(LogTarget::Stdout), _) => None,
-        // No usrsvcd_stderr: with the default log, errors go there too.
-        (None, true) => None,
-        (None, false) => None,
+    let err = match &main.usrsvcd_stderr {
+        Some(LogTarget::Path(p)) => Some(open(p, "usrsvcd_stderr")?),
+        _ => None,
     };
+    // Errors go with stdout when asked (`stdout`), and — when usrsvcd_stderr is not set — in
+    // a detached daemon (it must not write to the terminal it left) or with the default log.
+    let detached = default_log.is_some();
     let err_follows_out = matches!(main.usrsvcd_stderr, Some(LogTarget::Stdout))
-        || (main.usrsvcd_stderr.is_none() && main.usrsvcd_stdout.is_none());
+        || (main.usrsvcd_stderr.is_none() && (detached || main.usrsvcd_stdout.is_none()));
     if let Some(f) = &out {
         redirect(f, 1)?;
         if err_follows_out {

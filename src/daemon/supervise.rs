@@ -1025,17 +1025,25 @@ impl Daemon {
                 write_reread_status(self.reread_seq, false, &msgs);
             }
             Ok(new) => {
-                for w in &new.warnings {
-                    log.warn(w);
-                }
-                if let Err(e) = instance::open_logs(&new.main, self.opts.default_log.as_deref()) {
-                    log.error(&format!("{} (keeping the old log files)", e.message));
-                }
+                // The new pidfile and logs first: a config whose files cannot be written is
+                // rejected as a whole, and the running one stays.
                 if let Err(e) = self.instance.move_pidfile(&new.main.pidfile) {
-                    log.error(&format!(
+                    let msg = format!(
                         "Failed to write PID file ( {} ): {e}",
                         new.main.pidfile.display()
-                    ));
+                    );
+                    self.reject(&msg);
+                    instance::notify("READY=1");
+                    return;
+                }
+                if let Err(e) = instance::open_logs(&new.main, self.opts.default_log.as_deref()) {
+                    let _ = self.instance.move_pidfile(&self.config.main.pidfile);
+                    self.reject(&e.message);
+                    instance::notify("READY=1");
+                    return;
+                }
+                for w in &new.warnings {
+                    log.warn(w);
                 }
                 self.mailer.update(&new.main);
                 self.apply(new);
@@ -1045,6 +1053,15 @@ impl Daemon {
             }
         }
         instance::notify("READY=1");
+    }
+
+    /// A reread that cannot be applied: logged, reported to `usrsvcd reread`, old config kept.
+    fn reject(&mut self, msg: &str) {
+        self.opts
+            .log
+            .error(&format!("Cannot apply the new config: {msg}"));
+        self.opts.log.error("Keeping the running configuration.");
+        write_reread_status(self.reread_seq, false, &[msg.to_string()]);
     }
 
     fn apply(&mut self, new: Config) {
