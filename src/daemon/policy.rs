@@ -9,7 +9,8 @@
 //!   before it had been up `stable_seconds`; a run that lasted that long resets the count;
 //! - before every automatic restart the daemon waits `restart_delay`, doubled for each
 //!   consecutive failure, capped at `restart_delay_max`; with `restart_delay = 0` the first
-//!   restart after a stable run is immediate and failures back off from 1 s;
+//!   restart after a stable run is immediate and failures back off from 1 s; a failure never
+//!   waits less than 1 s, whatever `restart_delay_max` says;
 //! - `maxrestarts` (0 = no limit) consecutive failures mark the program failed: it is left
 //!   alone until the operator starts it.
 
@@ -30,6 +31,8 @@ pub struct Policy {
 
 /// The back-off base when `restart_delay` is 0: a crash loop must not spin.
 const FAILURE_BASE: Duration = Duration::from_millis(500);
+/// The shortest wait before restarting a program that failed.
+const FAILURE_FLOOR: Duration = Duration::from_secs(1);
 
 impl Policy {
     pub fn of(prog: &ProgramConfig) -> Policy {
@@ -54,9 +57,13 @@ impl Policy {
             self.restart_delay
         };
         let factor = 1u32.checked_shl(failures.min(31)).unwrap_or(u32::MAX);
+        // The cap bounds the doubling, never the floor: whatever the settings, a program that
+        // keeps failing is not started more than once a second (with restart_delay_max = 0 it
+        // would otherwise be restarted hundreds of times a second).
         base.checked_mul(factor)
             .unwrap_or(Duration::MAX)
             .min(self.restart_delay_max.max(self.restart_delay))
+            .max(FAILURE_FLOOR)
     }
 
     /// The failure count after a run that ended after `uptime` (None: unknown, counts as
@@ -164,8 +171,13 @@ mod tests {
         assert_eq!(policy(0, 3, 0).delay(10), Duration::from_secs(3));
         assert_eq!(
             policy(0, 0, 0).delay(10),
+            Duration::from_secs(1),
+            "a failing program waits at least 1 s, whatever the cap"
+        );
+        assert_eq!(
+            policy(0, 0, 0).delay(0),
             Duration::ZERO,
-            "cap 0 = never wait"
+            "after a stable run: at once"
         );
     }
 
