@@ -676,9 +676,9 @@ fn sd_notify_ready_and_programs_do_not_inherit_notify_socket() {
 
 /// A program that hands over to a fresh copy of itself (as a server does for a binary
 /// upgrade) and exits 0: the daemon sees the exit, and its restart must adopt the new copy,
-/// not start a second one.
-#[test]
-fn a_program_that_hands_over_to_a_new_copy_is_adopted_not_doubled() {
+/// not start a second one — whether the daemon started the program (the copy is then the
+/// daemon's descendant) or adopted it (the copy is found by the scan).
+fn hand_over(started_by_daemon: bool) {
     let t = Env::new();
     let script = t.script(
         "handover.sh",
@@ -691,6 +691,9 @@ fn a_program_that_hands_over_to_a_new_copy_is_adopted_not_doubled() {
     );
     let title = format!("/bin/sh {}", script.display());
     t.programs(&[t.program("h", &script.display().to_string(), STABLE)]);
+    if !started_by_daemon {
+        t.run(&["start", "h"]).expect_code(0);
+    }
     let d = t.daemon();
     let pid = t.wait_running("h");
     d.expect_watching("h", pid);
@@ -700,8 +703,7 @@ fn a_program_that_hands_over_to_a_new_copy_is_adopted_not_doubled() {
     let new = t.wait_new_pid("h", pid);
     d.expect_watching("h", new);
     d.expect_log("Matched h from running process");
-    // Give a wrongly started second copy every chance to show up: the daemon's worker has
-    // finished (it wrote the pidfile and the daemon watches the pid it wrote).
+    // Give a wrongly started second copy every chance to show up.
     assert!(
         !wait_for(Duration::from_secs(2), || pids_matching(&title).len() > 1),
         "a second copy was started: {:?}\n{}",
@@ -709,6 +711,16 @@ fn a_program_that_hands_over_to_a_new_copy_is_adopted_not_doubled() {
         d.dump()
     );
     assert_eq!(pids_matching(&title), vec![new]);
+}
+
+#[test]
+fn a_program_that_hands_over_to_a_new_copy_is_adopted_not_doubled() {
+    hand_over(true);
+}
+
+#[test]
+fn an_adopted_program_that_hands_over_is_adopted_not_doubled() {
+    hand_over(false);
 }
 
 /// Integers of any size are valid config values (1.5.13 had unbounded integers); a deadline

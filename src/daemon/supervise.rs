@@ -127,6 +127,9 @@ struct Prog {
     cause: String,
     /// Restarts by the daemon since it started managing the program.
     restarts: u64,
+    /// When a watched process that was the daemon's descendant exited (cleared by the next
+    /// start).
+    own_exit: Option<Instant>,
 }
 
 impl Prog {
@@ -145,6 +148,7 @@ impl Prog {
             failed: false,
             cause: String::new(),
             restarts: 0,
+            own_exit: None,
         }
     }
 
@@ -738,14 +742,53 @@ impl Daemon {
     /// start makes its process a subreaper and waits out `success_seconds`; the loop must not).
     fn spawn_worker(&mut self, name: &str, action: Action, why: &str) {
         let log = self.opts.log.clone();
+        // Right after a process the daemon had started died, a copy of the program it handed
+        // over to (a fresh copy started before it exited, as servers do for an upgrade) can
+        // only be among the daemon's own descendants: as their subreaper, it inherited every
+        // process that process started. Look there — a few processes — and adopt such a copy.
+        let own_exit = self
+            .progs
+            .get_mut(name)
+            .and_then(|p| p.own_exit.take())
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1));
+        let mut skip_scan = false;
+        if own_exit && action == Action::Start {
+            // Adopting writes the pidfile, which takes the program's lock, as any adoption.
+            if let Ok(Some(lock)) = ProgramLock::try_acquire(name) {
+                let found = self.handed_over_to(name);
+                skip_scan = found == Descendants::None;
+                if let Descendants::Copy(info) = found {
+                    log.info(&format!(
+                        "Matched {name} from running process (pid {}, started by the copy that exited).",
+                        info.pid
+                    ));
+                    if let Some(p) = self.progs.get(name).filter(|p| p.cfg.autopid) {
+                        if let Err(e) = identify::write_pidfile(&p.cfg, &info) {
+                            log.error(&format!(
+                                "({name}) - Cannot write pidfile {}: {e}",
+                                p.cfg.pidfile.display()
+                            ));
+                        }
+                    }
+                    drop(lock);
+                    self.watch(name, info);
+                    return;
+                }
+            }
+        }
         let Some(p) = self.progs.get(name) else {
             return;
         };
         // The worker gets the daemon's config of this one program (not the file, which may
-        // have changed or be broken; not the other programs, which it does not need). It
-        // looks for a running copy (pidfile, then scan) before it launches: a program may
-        // have handed over to a fresh copy of itself, which must be adopted, not doubled.
-        let prog = p.cfg.clone();
+        // have changed or be broken; not the other programs, which it does not need). It looks
+        // for a running copy (pidfile, then a scan of every process) before it launches —
+        // except right after the daemon's own descendant died and the daemon has no other
+        // descendant than its programs and workers: then the pidfile suffices, and the scan
+        // (most of a restart's time as a user with many processes) is skipped.
+        let mut prog = p.cfg.clone();
+        if skip_scan {
+            prog.scan_for_process = false;
+        }
         let one = Config {
             main_file: self.config.main_file.clone(),
             files: Vec::new(),
@@ -830,6 +873,46 @@ impl Daemon {
         }
     }
 
+    /// Looks for a copy of `name` among the daemon's descendants, outside the trees of the
+    /// programs it watches and of its workers.
+    fn handed_over_to(&self, name: &str) -> Descendants {
+        let Some(matcher) = self.progs.get(name).and_then(|p| p.matcher.as_ref()) else {
+            return Descendants::Unexplained;
+        };
+        let mut skip: Vec<i32> = self.workers.keys().map(|&w| w as i32).collect();
+        skip.extend(self.progs.values().filter_map(|p| match &p.phase {
+            Phase::Running(r) => Some(r.info.pid),
+            _ => None,
+        }));
+        let me = proc::my_uid();
+        let mut todo = children_of(std::process::id() as i32);
+        let mut verdict = Descendants::None;
+        let mut seen = 0;
+        while let Some(pid) = todo.pop() {
+            seen += 1;
+            if seen > 10_000 {
+                return Descendants::Unexplained;
+            }
+            if skip.contains(&pid) {
+                continue;
+            }
+            let Some(info) = proc::read_proc(pid) else {
+                continue;
+            };
+            if !info.is_alive() {
+                continue;
+            }
+            if info.uid == me && matcher.matches(pid, &info.cmdline) {
+                return Descendants::Copy(info);
+            }
+            // Something else: perhaps the copy between fork and exec (`setsid`, a shell);
+            // only a scan a moment later can tell.
+            verdict = Descendants::Unexplained;
+            todo.extend(children_of(pid));
+        }
+        verdict
+    }
+
     fn is_watched(&self, pid: i32) -> bool {
         self.progs
             .values()
@@ -890,6 +973,10 @@ impl Daemon {
         };
         let uptime = Instant::now().saturating_duration_since(run.started);
         let how = describe_exit(status);
+        // Reaped by us: it was our descendant (see `handed_over_to`).
+        if status.is_some() {
+            p.own_exit = Some(Instant::now());
+        }
         // A `usrsvc stop|restart` holds the lock while it works: not a crash.
         if let Ok(None) = ProgramLock::try_acquire(name) {
             log.info(&format!(
@@ -1152,6 +1239,34 @@ fn first_check(cfg: &ProgramConfig, started: Instant, epoch: Instant) -> Option<
         (started + after).max(Instant::now()),
         interval,
     ))
+}
+
+/// What the daemon's descendants say about a program whose process just exited.
+#[derive(Debug, PartialEq)]
+enum Descendants {
+    /// A copy of the program, to adopt.
+    Copy(ProcInfo),
+    /// Only watched programs and workers: no copy exists that the exited process started.
+    None,
+    /// Something else lives there (maybe a copy still being exec'd): scan to be sure.
+    Unexplained,
+}
+
+/// The children of every thread of `pid` (`/proc/PID/task/*/children`).
+fn children_of(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for t in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|w| w.parse::<i32>().ok()),
+            );
+        }
+    }
+    out
 }
 
 /// Whether the process `info` describes still exists (a zombie counts as gone).
