@@ -209,8 +209,8 @@ fn foreground(path: &Path, args: &Args, format: Format) -> ReturnCode {
     if args.debug {
         log.info("DEBUG IS ENABLED!");
     }
-    ready.report(Ok(()));
-    daemon.run();
+    // READY once the loop is about to run and every program has been looked at.
+    daemon.run(|| ready.report(Ok(())));
     log.info("usrsvcd stopped.");
     ReturnCode::Success
 }

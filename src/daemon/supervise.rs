@@ -230,12 +230,14 @@ impl Daemon {
         log_of(&self.opts)
     }
 
-    /// Runs until SIGTERM or SIGINT. Programs are never signalled on the way out.
-    pub fn run(mut self) {
+    /// Runs until SIGTERM or SIGINT. Programs are never signalled on the way out. `ready`
+    /// is called once every program has been looked at (adopted, or its start under way).
+    pub fn run(mut self, ready: impl FnOnce()) {
         let names: Vec<String> = self.progs.keys().cloned().collect();
         for name in &names {
             self.observe(name);
         }
+        ready();
         write_reread_status(0, true, &[]);
         loop {
             if self.signals.term.swap(false, Ordering::SeqCst) {
@@ -295,10 +297,17 @@ impl Daemon {
                     Phase::Running(r) => (
                         "running",
                         Some(r.info.pid),
-                        r.restart_at
-                            .as_ref()
-                            .map(|(t, _)| format!("monitor restart at {}", at(*t)))
-                            .unwrap_or_default(),
+                        if p.failed {
+                            format!(
+                                "not monitored: gave up after {} consecutive failures",
+                                p.failures
+                            )
+                        } else {
+                            r.restart_at
+                                .as_ref()
+                                .map(|(t, _)| format!("monitor restart at {}", at(*t)))
+                                .unwrap_or_default()
+                        },
                     ),
                     Phase::Down(LeaveReason::Failed) => (
                         "failed",
@@ -1067,7 +1076,7 @@ impl Daemon {
         p.failed = true;
         let max = p.cfg.maxrestarts;
         self.opts.log.error(&format!(
-            "{name} has reached the maximum number of restarts {max}; its monitors keep firing but it is left as it is until \"usrsvc restart {name}\"."
+            "{name} has reached the maximum number of restarts {max}; it is left running, no longer monitored, until \"usrsvc restart {name}\"."
         ));
         let text = format!(
             "{name} failed {} times in a row (maxrestarts = {max}); usrsvcd gave up. Last: {}",
