@@ -652,7 +652,12 @@ def main():
     ap.add_argument("--procs", type=int, default=500, help="extra processes for the scan test")
     args = ap.parse_args()
 
-    bench = Bench(args)
+    return run_bench(Bench(args))
+
+
+def run_bench(bench):
+    """Runs `bench.main()` and cleans up whatever way it ends (error, Ctrl-C, SIGTERM, SIGHUP):
+    every process a benchmark starts is killed by pid. Exit status 2 on a BenchError."""
     atexit.register(bench.cleanup)
 
     def on_signal(signum, _frame):

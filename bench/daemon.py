@@ -14,7 +14,6 @@ Then stop the daemon and kill every copy by pid (also on failure, Ctrl-C or SIGT
 """
 
 import argparse
-import atexit
 import ctypes
 import datetime
 import os
@@ -31,7 +30,7 @@ import time
 
 # Helpers shared with the CLI benchmark (same directory); no __pycache__ in the source tree.
 sys.dont_write_bytecode = True
-from bench import BenchError, CommandTimeout, gone, on_alarm, proc_cmdline, proc_start_time, q
+from bench import BenchError, CommandTimeout, gone, proc_cmdline, proc_start_time, q, run_bench
 
 LAT_MEDIAN_GOAL_MS = 5.0  # ours: crash-to-respawn median, below
 LAT_MAX_GOAL_MS = 20.0  # ours: crash-to-respawn worst trial, below
@@ -1074,25 +1073,7 @@ def main():
     if args.programs < 4:
         ap.error("--programs must be at least 4")
 
-    bench = DaemonBench(args)
-    atexit.register(bench.cleanup)
-
-    def on_signal(signum, _frame):
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-    try:
-        return bench.main()
-    except BenchError as e:
-        log(f"FAILED: {e}")
-        return 2
-    except KeyboardInterrupt:
-        log("interrupted")
-        return 130
-    finally:
-        bench.cleanup()
+    return run_bench(DaemonBench(args))
 
 
 if __name__ == "__main__":
