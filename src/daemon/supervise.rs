@@ -510,7 +510,8 @@ impl Daemon {
                 return;
             }
             Err(e) => {
-                log.debug(&format!("({name}) - no lock, only observing: {e}"));
+                log.for_program(name)
+                    .debug(&format!("({name}) - no lock, only observing: {e}"));
                 None
             }
         };
@@ -599,13 +600,14 @@ impl Daemon {
                     return;
                 }
                 Err(e) => {
-                    log.debug(&format!("({name}) - no pidfd ({e}); polling /proc"));
+                    log.for_program(name)
+                        .debug(&format!("({name}) - no pidfd ({e}); polling /proc"));
                     None
                 }
             }
         };
         if p.failed {
-            log.info(&format!(
+            log.for_program(name).info(&format!(
                 "{name} is running again (pid {}); supervising it again.",
                 info.pid
             ));
@@ -617,7 +619,8 @@ impl Daemon {
         let Some(p) = self.progs.get_mut(name) else {
             return;
         };
-        log.debug(&format!("({name}) - watching pid {}", info.pid));
+        log.for_program(name)
+            .debug(&format!("({name}) - watching pid {}", info.pid));
         let started = monotonic_start(&info);
         let monitor_at = first_check(&p.cfg, started, self.epoch);
         p.was_up = true;
@@ -650,10 +653,10 @@ impl Daemon {
                 if !matches!(p.phase, Phase::Down(r) if r == reason) {
                     let log = &self.opts.log;
                     match reason {
-                        LeaveReason::OperatorStopped => log.info(&format!(
+                        LeaveReason::OperatorStopped => log.for_program(name).info(&format!(
                             "{name} is not running: stopped by the operator; not starting it until \"usrsvc start {name}\"."
                         )),
-                        _ => log.debug(&format!("({name}) - not running; left down: {reason:?}")),
+                        _ => log.for_program(name).debug(&format!("({name}) - not running; left down: {reason:?}")),
                     }
                 }
                 p.phase = Phase::Down(reason);
@@ -673,7 +676,7 @@ impl Daemon {
                 if delay.is_zero() {
                     self.start_due(name, verdict);
                 } else {
-                    self.opts.log.info(&format!(
+                    self.opts.log.for_program(name).info(&format!(
                         "{name} is not running; restarting it in {:.1} s (back-off after {} consecutive failure{}).",
                         delay.as_secs_f64(),
                         p.failures,
@@ -696,7 +699,7 @@ impl Daemon {
         p.failed = true;
         p.phase = Phase::Down(LeaveReason::Failed);
         p.recheck_at = Some(Instant::now() + DOWN_RECHECK);
-        self.opts.log.error(&format!(
+        self.opts.log.for_program(name).error(&format!(
             "{name} has reached the maximum number of restarts {max} ({} consecutive failures). Further restarts will not be attempted until the process is seen running again (so manually fix, and run \"usrsvc start {name}\").",
             p.failures
         ));
@@ -740,7 +743,7 @@ impl Daemon {
                 ),
             )
         };
-        self.opts.log.info(&line);
+        self.opts.log.for_program(name).info(&line);
         // The restart first: building the alert is off the hot path too, but not free.
         self.spawn_worker(name, Action::Start, &why);
         self.alert(name, kind, why);
@@ -767,13 +770,13 @@ impl Daemon {
                 let found = self.handed_over_to(name);
                 skip_scan = found == Descendants::None;
                 if let Descendants::Copy(info) = found {
-                    log.info(&format!(
+                    log.for_program(name).info(&format!(
                         "Matched {name} from running process (pid {}, started by the copy that exited).",
                         info.pid
                     ));
                     if let Some(p) = self.progs.get(name).filter(|p| p.cfg.autopid) {
                         if let Err(e) = identify::write_pidfile(&p.cfg, &info) {
-                            log.error(&format!(
+                            log.for_program(name).error(&format!(
                                 "({name}) - Cannot write pidfile {}: {e}",
                                 p.cfg.pidfile.display()
                             ));
@@ -808,7 +811,7 @@ impl Daemon {
         let json = match serde_json::to_vec(&one) {
             Ok(j) => j,
             Err(e) => {
-                log.error(&format!(
+                log.for_program(name).error(&format!(
                     "({name}) - cannot hand the config to a worker: {e}"
                 ));
                 return;
@@ -827,7 +830,8 @@ impl Daemon {
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
-                log.error(&format!("({name}) - cannot run a worker: {e}"));
+                log.for_program(name)
+                    .error(&format!("({name}) - cannot run a worker: {e}"));
                 if let Some(p) = self.progs.get_mut(name) {
                     p.failures += 1;
                     p.phase = Phase::Waiting {
@@ -843,7 +847,7 @@ impl Daemon {
             // beyond the pipe buffer, which the worker drains at once.
             let _ = stdin.write_all(&json);
         }
-        log.debug(&format!(
+        log.for_program(name).debug(&format!(
             "({name}) - worker {} runs {} ({why})",
             child.id(),
             action.word()
@@ -950,7 +954,7 @@ impl Daemon {
                 "failed to start ({})",
                 crate::exit::ReturnCode::describe_code(code)
             );
-            log.error(&format!(
+            log.for_program(name).error(&format!(
                 "WARNING: The command \"usrsvc {} {name}\" returned non-zero: {}",
                 action.word(),
                 crate::exit::ReturnCode::describe_code(code)
@@ -988,7 +992,7 @@ impl Daemon {
         }
         // A `usrsvc stop|restart` holds the lock while it works: not a crash.
         if let Ok(None) = ProgramLock::try_acquire(name) {
-            log.info(&format!(
+            log.for_program(name).info(&format!(
                 "{name} (pid {}) exited {how} while a usrsvc command works on it.",
                 run.info.pid
             ));
@@ -996,7 +1000,7 @@ impl Daemon {
             return;
         }
         if hold::is_stopped(name) {
-            log.info(&format!(
+            log.for_program(name).info(&format!(
                 "{name} (pid {}) exited {how}; it was stopped by the operator and stays down.",
                 run.info.pid
             ));
@@ -1009,7 +1013,7 @@ impl Daemon {
             run.info.pid,
             uptime.as_secs_f64()
         );
-        log.error(&format!("{name} {}.", p.cause));
+        log.for_program(name).error(&format!("{name} {}.", p.cause));
         // No look for another process here: nobody held the lock, so nobody started one, and
         // the worker looks anyway before it launches (a scan saved on the crash path).
         self.down(name);
@@ -1031,7 +1035,7 @@ impl Daemon {
         let Some(trigger) = monitor::check(&p.cfg.monitoring, &run.info, SystemTime::now()) else {
             return;
         };
-        log.error(&format!(
+        log.for_program(name).error(&format!(
             "MONITOR ( {} ): {}",
             trigger.monitor, trigger.reason
         ));
@@ -1056,7 +1060,7 @@ impl Daemon {
             p.cause, p.restarts, p.failures
         );
         if !delay.is_zero() {
-            log.info(&format!(
+            log.for_program(name).info(&format!(
                 "{name}: monitor restart in {:.1} s (back-off).",
                 delay.as_secs_f64()
             ));
@@ -1075,7 +1079,7 @@ impl Daemon {
         };
         p.failed = true;
         let max = p.cfg.maxrestarts;
-        self.opts.log.error(&format!(
+        self.opts.log.for_program(name).error(&format!(
             "{name} has reached the maximum number of restarts {max}; it is left running, no longer monitored, until \"usrsvc restart {name}\"."
         ));
         let text = format!(
@@ -1169,7 +1173,7 @@ impl Daemon {
             .cloned()
             .collect();
         for name in removed {
-            log.info(&format!(
+            log.for_program(&name).info(&format!(
                 "{name} is no longer in the config: no longer managed, left as it is."
             ));
             self.progs.remove(&name);
@@ -1178,7 +1182,8 @@ impl Daemon {
         for cfg in &new.programs {
             match self.progs.get_mut(&cfg.name) {
                 Some(p) if p.cfg != *cfg => {
-                    log.info(&format!("{} has new settings.", cfg.name));
+                    log.for_program(&cfg.name)
+                        .info(&format!("{} has new settings.", cfg.name));
                     let matcher =
                         Matcher::new(&cfg.command, cfg.useshell, cfg.proctitle_re.as_deref()).ok();
                     p.cfg = cfg.clone();
@@ -1193,7 +1198,8 @@ impl Daemon {
                 }
                 Some(_) => {}
                 None => {
-                    log.info(&format!("{} is new in the config.", cfg.name));
+                    log.for_program(&cfg.name)
+                        .info(&format!("{} is new in the config.", cfg.name));
                     self.progs
                         .insert(cfg.name.clone(), Prog::new(cfg.clone(), &log));
                     fresh.push(cfg.name.clone());
