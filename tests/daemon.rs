@@ -62,7 +62,10 @@ fn restarted_after_kill9(poll: bool) {
         crash["msg"].as_str().unwrap_or("").contains("signal 9"),
         "{crash}"
     );
-    assert_eq!(crash["program"], "p", "the daemon's lines about p name it: {crash}");
+    assert_eq!(
+        crash["program"], "p",
+        "the daemon's lines about p name it: {crash}"
+    );
     d.expect_log("p has stopped running, and autorestart=True. Trying to start [Attempt 1].");
 }
 
