@@ -113,7 +113,9 @@ fn run(argv: Vec<String>) -> ReturnCode {
             return ReturnCode::GeneralFailure;
         }
     };
+    // Absolute: the daemon rereads it later, and `usrsvcd status` shows it in the cmdline.
     let path = config_path(args.config.clone());
+    let path = std::path::absolute(&path).unwrap_or(path);
     match action {
         "start" if args.foreground => foreground(&path, &args, format),
         "start" => start(&path, &args, &console),
