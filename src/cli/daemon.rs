@@ -185,6 +185,12 @@ fn foreground(path: &Path, args: &Args, format: Format) -> ReturnCode {
     for w in &config.warnings {
         log.warn(w);
     }
+    // From the claim (pidfile written) until the handlers are in place, the signals the
+    // daemon handles wait instead of killing it with their default action (which would leave
+    // the pidfile behind). Threads started meanwhile (the mail thread) keep them blocked, so
+    // they always reach the main thread's loop.
+    let handled = handled_signals();
+    let _ = handled.thread_block();
     let claim = match Instance::claim(&config.main.pidfile) {
         Ok(c) => c,
         Err(e) => return fail(&mut ready, e),
@@ -207,6 +213,7 @@ fn foreground(path: &Path, args: &Args, format: Format) -> ReturnCode {
             )
         }
     };
+    let _ = handled.thread_unblock();
     log.info(&format!("usrsvcd started as pid: {}", std::process::id()));
     if args.debug {
         log.info("DEBUG IS ENABLED!");
@@ -215,6 +222,21 @@ fn foreground(path: &Path, args: &Args, format: Format) -> ReturnCode {
     daemon.run(|| ready.report(Ok(())));
     log.info("usrsvcd stopped.");
     ReturnCode::Success
+}
+
+fn handled_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for sig in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ] {
+        set.add(sig);
+    }
+    set
 }
 
 /// `usrsvcd start`: runs `usrsvcd --foreground` detached and waits until it says it is up
