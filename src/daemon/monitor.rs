@@ -11,12 +11,94 @@
 //!   directory the newest modification time of the directory itself and of the entries
 //!   directly in it (1.5.13 looked at the directory's own time only, which a write to a file
 //!   inside never changes). Restart when it is older than the limit, or missing.
+//!
+//! The checks run in a thread of their own (`Checker`): an activity file on a hung network
+//! filesystem blocks that thread, never the loop that restarts crashed programs.
 
+use std::collections::VecDeque;
+use std::io::Write;
+use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::MonitoringConfig;
 use crate::proc::ProcInfo;
+
+/// One program's monitors to run on its process.
+pub struct Job {
+    pub name: String,
+    pub info: ProcInfo,
+    pub cfg: MonitoringConfig,
+}
+
+/// What a `Job` found, for the process it ran on.
+pub struct Verdict {
+    pub name: String,
+    pub pid: i32,
+    pub start_ticks: u64,
+    pub trigger: Option<Trigger>,
+}
+
+/// The monitor thread: jobs in, verdicts out, and a byte on `wake` after each verdict so the
+/// loop's `poll` returns.
+pub struct Checker {
+    jobs: mpsc::Sender<Job>,
+    verdicts: mpsc::Receiver<Verdict>,
+    /// When each job still without a verdict was sent, oldest first.
+    waiting: VecDeque<Instant>,
+}
+
+impl Checker {
+    pub fn start(wake: UnixStream) -> std::io::Result<Checker> {
+        let (jobs, job_rx) = mpsc::channel::<Job>();
+        let (verdict_tx, verdicts) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("usrsvcd-monitor".into())
+            .spawn(move || {
+                for job in job_rx {
+                    let trigger = check(&job.cfg, &job.info, SystemTime::now());
+                    let verdict = Verdict {
+                        name: job.name,
+                        pid: job.info.pid,
+                        start_ticks: job.info.start_ticks,
+                        trigger,
+                    };
+                    if verdict_tx.send(verdict).is_err() {
+                        return;
+                    }
+                    let _ = (&wake).write(b"M");
+                }
+            })?;
+        Ok(Checker {
+            jobs,
+            verdicts,
+            waiting: VecDeque::new(),
+        })
+    }
+
+    pub fn submit(&mut self, job: Job) {
+        if self.jobs.send(job).is_ok() {
+            self.waiting.push_back(Instant::now());
+        }
+    }
+
+    /// Every verdict that has arrived.
+    pub fn verdicts(&mut self) -> Vec<Verdict> {
+        let got: Vec<Verdict> = self.verdicts.try_iter().collect();
+        for _ in &got {
+            self.waiting.pop_front();
+        }
+        got
+    }
+
+    /// How long the oldest job has waited for its verdict.
+    pub fn stuck_for(&self, now: Instant) -> Duration {
+        self.waiting
+            .front()
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(*t))
+    }
+}
 
 /// A monitor that wants a restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +224,36 @@ mod tests {
         assert!(check(&m, &me(), SystemTime::now()).is_some(), "all old");
         f.set_modified(SystemTime::now()).expect("touch the file");
         assert_eq!(check(&m, &me(), SystemTime::now()), None);
+    }
+
+    #[test]
+    fn the_checker_thread_sends_verdicts_and_wakes_the_loop() {
+        let (read, wake) = UnixStream::pair().expect("pair");
+        let mut checker = Checker::start(wake).expect("thread");
+        let info = me();
+        checker.submit(Job {
+            name: "p".into(),
+            info: info.clone(),
+            cfg: MonitoringConfig {
+                rss_limit: 1,
+                ..MonitoringConfig::default()
+            },
+        });
+        assert!(checker.stuck_for(Instant::now() + Duration::from_secs(1)) > Duration::ZERO);
+        let mut byte = [0u8; 1];
+        std::io::Read::read_exact(&mut &read, &mut byte).expect("woken");
+        let verdicts = checker.verdicts();
+        assert_eq!(verdicts.len(), 1);
+        assert_eq!(
+            (verdicts[0].pid, verdicts[0].start_ticks),
+            (info.pid, info.start_ticks)
+        );
+        assert!(verdicts[0].trigger.is_some());
+        assert_eq!(
+            checker.stuck_for(Instant::now()),
+            Duration::ZERO,
+            "nothing waits"
+        );
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub const STATE_FILE: &str = "usrsvcd.state";
 
 /// How often a program's process is looked at in the `/proc` polling mode.
 const POLL_EVERY: Duration = Duration::from_millis(500);
+/// How long a monitor check may hang before the daemon says so and queues no more.
+const MONITOR_STALL: Duration = Duration::from_secs(30);
 /// How long the loop must have been idle before it gives back start-up pages.
 const TRIM_AFTER: Duration = Duration::from_secs(1);
 /// How soon a program whose lock is held (a `usrsvc` command at work) is looked at again.
@@ -47,6 +49,8 @@ const DOWN_RECHECK: Duration = Duration::from_secs(5);
 /// Signals, turned into flags plus a wake-up byte on a socket the loop polls.
 struct Signals {
     read: UnixStream,
+    /// The write end, for the monitor thread to wake the loop.
+    wake: UnixStream,
     term: Arc<AtomicBool>,
     reread: Arc<AtomicBool>,
     nudge: Arc<AtomicBool>,
@@ -61,6 +65,7 @@ impl Signals {
         write.set_nonblocking(true)?;
         let s = Signals {
             read,
+            wake: write.try_clone()?,
             term: Arc::default(),
             reread: Arc::default(),
             nudge: Arc::default(),
@@ -111,6 +116,8 @@ struct Run {
     /// A monitor asked for a restart; it happens at this time (the back-off).
     restart_at: Option<(Instant, String)>,
     monitor_at: Option<Instant>,
+    /// Its monitors are running in the monitor thread.
+    monitor_pending: bool,
 }
 
 struct Prog {
@@ -178,6 +185,10 @@ pub struct Daemon {
     signals: Signals,
     /// The grid monitor checks are aligned to.
     epoch: Instant,
+    /// The monitor thread, started at the first check.
+    checker: Option<monitor::Checker>,
+    /// The monitor thread's stall was logged.
+    checker_stall_logged: bool,
     /// Set up when some program has `email_alerts` (at start or reread, not on the restart
     /// path): it looks up the host's name, which a broken resolver can make take a second.
     alerts: Option<Alerts>,
@@ -218,6 +229,8 @@ impl Daemon {
             exits: HashMap::new(),
             signals,
             epoch: Instant::now(),
+            checker: None,
+            checker_stall_logged: false,
             alerts: wants_alerts.then(Alerts::new),
             mailer,
             reread_seq: 0,
@@ -254,6 +267,7 @@ impl Daemon {
             if self.signals.nudge.swap(false, Ordering::SeqCst) {
                 self.nudged();
             }
+            self.monitor_verdicts();
             self.timers(Instant::now());
             self.publish_state();
             let ready = self.wait();
@@ -631,6 +645,7 @@ impl Daemon {
             started,
             restart_at: None,
             monitor_at,
+            monitor_pending: false,
         });
     }
 
@@ -1019,8 +1034,8 @@ impl Daemon {
         self.down(name);
     }
 
+    /// Sends the program's monitors to the monitor thread, at most one job at a time.
     fn check_monitors(&mut self, name: &str, now: Instant) {
-        let log = self.opts.log.clone();
         let Some(p) = self.progs.get_mut(name) else {
             return;
         };
@@ -1029,12 +1044,85 @@ impl Daemon {
         };
         let interval = crate::control::seconds(p.cfg.monitoring.check_interval);
         run.monitor_at = Some(align(self.epoch, now + interval / 2, interval));
+        if run.monitor_pending || run.restart_at.is_some() || !p.cfg.enabled || p.failed {
+            return;
+        }
+        let job = monitor::Job {
+            name: name.to_string(),
+            info: run.info.clone(),
+            cfg: p.cfg.monitoring.clone(),
+        };
+        if self.checker.is_none() {
+            match self
+                .signals
+                .wake
+                .try_clone()
+                .and_then(monitor::Checker::start)
+            {
+                Ok(c) => self.checker = Some(c),
+                Err(e) => {
+                    self.opts
+                        .log
+                        .error(&format!("Cannot start the monitor thread: {e}"));
+                    return;
+                }
+            }
+        }
+        let Some(checker) = self.checker.as_mut() else {
+            return;
+        };
+        // A check that hangs (an activity file on a dead network filesystem) stalls only the
+        // monitors; say so once, and queue nothing more behind it.
+        let stuck = checker.stuck_for(now);
+        if stuck > MONITOR_STALL {
+            if !self.checker_stall_logged {
+                self.checker_stall_logged = true;
+                self.opts.log.error(&format!(
+                    "Monitor checks have been stuck for {} s (a hung filesystem?); monitors wait, supervision goes on.",
+                    stuck.as_secs()
+                ));
+            }
+            return;
+        }
+        self.checker_stall_logged = false;
+        checker.submit(job);
+        run.monitor_pending = true;
+    }
+
+    /// Acts on the verdicts the monitor thread has sent.
+    fn monitor_verdicts(&mut self) {
+        let Some(checker) = self.checker.as_mut() else {
+            return;
+        };
+        for v in checker.verdicts() {
+            let Some(p) = self.progs.get_mut(&v.name) else {
+                continue;
+            };
+            let Phase::Running(run) = &mut p.phase else {
+                continue;
+            };
+            if run.info.pid != v.pid || run.info.start_ticks != v.start_ticks {
+                continue;
+            }
+            run.monitor_pending = false;
+            if let Some(trigger) = v.trigger {
+                self.monitor_fired(&v.name, trigger, Instant::now());
+            }
+        }
+    }
+
+    /// A monitor wants the program restarted: the restart policy decides when, or whether.
+    fn monitor_fired(&mut self, name: &str, trigger: monitor::Trigger, now: Instant) {
+        let log = self.opts.log.clone();
+        let Some(p) = self.progs.get_mut(name) else {
+            return;
+        };
+        let Phase::Running(run) = &mut p.phase else {
+            return;
+        };
         if run.restart_at.is_some() || !p.cfg.enabled || p.failed {
             return;
         }
-        let Some(trigger) = monitor::check(&p.cfg.monitoring, &run.info, SystemTime::now()) else {
-            return;
-        };
         log.for_program(name).error(&format!(
             "MONITOR ( {} ): {}",
             trigger.monitor, trigger.reason
@@ -1050,9 +1138,6 @@ impl Daemon {
             return;
         }
         let delay = policy.delay(p.failures);
-        let Phase::Running(run) = &mut p.phase else {
-            return;
-        };
         run.restart_at = Some((now + delay, p.cause.clone()));
         p.restarts += 1;
         let text = format!(
@@ -1066,11 +1151,6 @@ impl Daemon {
             ));
         }
         self.alert(name, AlertKind::MonitorRestart, text);
-        if delay.is_zero() {
-            if let Some(Phase::Running(run)) = self.progs.get_mut(name).map(|p| &mut p.phase) {
-                run.restart_at = Some((now, String::new()));
-            }
-        }
     }
 
     fn give_up_running(&mut self, name: &str) {
