@@ -40,8 +40,8 @@ pub struct Verdict {
     pub trigger: Option<Trigger>,
 }
 
-/// The monitor thread: jobs in, verdicts out, and a byte on `wake` after each verdict so the
-/// loop's `poll` returns.
+/// The monitor thread: jobs in, verdicts out, and a byte on `wake` after a verdict that asks
+/// for a restart, so the loop's `poll` returns.
 pub struct Checker {
     jobs: mpsc::Sender<Job>,
     verdicts: mpsc::Receiver<Verdict>,
@@ -58,6 +58,9 @@ impl Checker {
             .spawn(move || {
                 for job in job_rx {
                     let trigger = check(&job.cfg, &job.info, SystemTime::now());
+                    // Only a verdict that asks for action wakes the loop; the others are
+                    // collected at its next wake-up (at the latest the next monitor round).
+                    let wake_loop = trigger.is_some();
                     let verdict = Verdict {
                         name: job.name,
                         pid: job.info.pid,
@@ -67,7 +70,9 @@ impl Checker {
                     if verdict_tx.send(verdict).is_err() {
                         return;
                     }
-                    let _ = (&wake).write(b"M");
+                    if wake_loop {
+                        let _ = (&wake).write(b"M");
+                    }
                 }
             })?;
         Ok(Checker {
@@ -241,7 +246,7 @@ mod tests {
         });
         assert!(checker.stuck_for(Instant::now() + Duration::from_secs(1)) > Duration::ZERO);
         let mut byte = [0u8; 1];
-        std::io::Read::read_exact(&mut &read, &mut byte).expect("woken");
+        std::io::Read::read_exact(&mut &read, &mut byte).expect("a trigger wakes the loop");
         let verdicts = checker.verdicts();
         assert_eq!(verdicts.len(), 1);
         assert_eq!(

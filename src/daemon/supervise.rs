@@ -196,6 +196,8 @@ pub struct Daemon {
     reread_seq: u64,
     /// The state last written for `usrsvcd status`.
     published: String,
+    /// What `published` was made from, to skip rebuilding it when nothing changed.
+    published_signature: Vec<(u8, i32, u32, u64, bool)>,
     /// Start-up pages were given back (`instance::trim_startup_pages`).
     trimmed: bool,
 }
@@ -235,6 +237,7 @@ impl Daemon {
             mailer,
             reread_seq: 0,
             published: String::new(),
+            published_signature: Vec::new(),
             trimmed: false,
         })
     }
@@ -295,6 +298,25 @@ impl Daemon {
     /// Writes what the daemon knows of each program to `usrsvcd.state` in the runtime
     /// directory, for `usrsvcd status`, when it changed.
     fn publish_state(&mut self) {
+        // Most wake-ups change nothing a reader sees: compare a cheap signature first.
+        let signature: Vec<(u8, i32, u32, u64, bool)> = self
+            .progs
+            .values()
+            .map(|p| {
+                let (kind, pid) = match &p.phase {
+                    Phase::Unknown => (0, 0),
+                    Phase::Running(r) => (if r.restart_at.is_some() { 2 } else { 1 }, r.info.pid),
+                    Phase::Down(reason) => (3 + *reason as u8, 0),
+                    Phase::Waiting { .. } => (8, 0),
+                    Phase::Working { pid, .. } => (9, *pid as i32),
+                };
+                (kind, pid, p.failures, p.restarts, p.failed)
+            })
+            .collect();
+        if signature == self.published_signature {
+            return;
+        }
+        self.published_signature = signature;
         let now = Instant::now();
         let wall = chrono::Local::now();
         let at = |t: Instant| {
