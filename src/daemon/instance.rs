@@ -288,18 +288,20 @@ pub fn notify(state: &str) {
     }
 }
 
-/// Drops this process's page-table entries for the code of its executable files (our binary,
-/// libc, the loader) once start-up is over. Start-up runs a lot of code the loop never runs
-/// again (argument and config parsing, regex compilation, the first workers), and the kernel
-/// maps file pages in 64 KiB clusters around each fault, so most of the binary stays mapped
-/// and counted in the daemon's RSS, though it is clean, shared page cache. The pages stay in
-/// the page cache; the loop maps back the few it uses (minor faults, no I/O).
+/// Drops this process's page-table entries for the code and constants of its executable
+/// files (our binary, libc, the loader) once start-up is over. Start-up runs a lot of code the
+/// loop never runs again (argument and config parsing, regex compilation, the first workers),
+/// and the kernel maps file pages in 64 KiB clusters around each fault, so most of the binary
+/// stays mapped and counted in the daemon's RSS, though it is clean, shared page cache. The
+/// pages stay in the page cache; the loop maps back the few it uses (minor faults, no I/O).
 ///
-/// Only mappings that are executable and not writable, in which the kernel reports not one
-/// private page — neither in memory (`Anonymous`) nor swapped out (`Swap`) — are dropped: for
-/// those, `MADV_DONTNEED` can only ever bring back the same bytes from the file. Relocated
-/// data (RELRO, even when swapped out) and everything writable are left alone. A read-only
-/// mapping cannot gain a private page later, so the check cannot go stale before the call.
+/// Only private file mappings without write permission (`r-xp`, `r--p`) in which the kernel
+/// reports not one private page — neither in memory (`Anonymous`) nor swapped out (`Swap`) —
+/// are dropped: every page ever written in a private mapping (relocations, RELRO, text
+/// relocations) is such a private page, so for the mappings that qualify `MADV_DONTNEED` can
+/// only ever bring back the same bytes from the file. A read-only mapping cannot gain a
+/// private page later (the loader relocates a library before it makes it read-only), so the
+/// check cannot go stale before the call.
 pub fn trim_startup_pages() {
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
         return;
@@ -316,8 +318,9 @@ pub fn trim_startup_pages() {
             {
                 let perms = f.next().unwrap_or("");
                 let path = f.nth(3).unwrap_or("");
+                let read_only_private = matches!(perms, "r-xp" | "r--p");
                 current =
-                    (perms == "r-xp" && path.starts_with('/')).then_some((start, end, false, 2));
+                    (read_only_private && path.starts_with('/')).then_some((start, end, false, 2));
                 continue;
             }
         }
@@ -335,8 +338,8 @@ pub fn trim_startup_pages() {
         }
     }
     for (start, end) in drop_ranges {
-        // SAFETY: [start, end) is a whole private, executable, non-writable file mapping in
-        // which the kernel reports no private (copied-on-write) page, in memory or in swap.
+        // SAFETY: [start, end) is a whole private, non-writable file mapping in which the
+        // kernel reports no private (copied-on-write) page, in memory or in swap.
         // MADV_DONTNEED on it only removes page-table entries: the next access maps the same,
         // unmodified file page again. The mapping itself stays, so no pointer into it dangles.
         unsafe {
