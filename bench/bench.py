@@ -86,6 +86,16 @@ def gone(pid):
     return proc_state(pid) in (None, "Z")
 
 
+def wait_gone(pid, timeout=10.0):
+    """Waits until `pid` is gone (a zombie counts as gone); False on timeout."""
+    deadline = time.monotonic() + timeout
+    while not gone(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def count_processes(uid):
     total = mine = 0
     for entry in os.listdir("/proc"):
@@ -334,14 +344,6 @@ class Bench:
         self.programs[pid] = (proc_start_time(pid), argv)
         return pid
 
-    def wait_gone(self, pid, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while not gone(pid):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-        return True
-
     # ------------------------------------------------------------------ report helpers
 
     def out(self, line=""):
@@ -565,7 +567,7 @@ class Bench:
                 t = self.run(stop)
                 self.check(stop, t, 0, stdout_has=("Stopping sleeper2",), what=f"{who} `stop sleeper2`")
                 stop_walls[who].append(t.wall)
-                if not self.wait_gone(pid):
+                if not wait_gone(pid):
                     raise BenchError(f"sleeper2 (pid {pid}) still running after `{q(stop)}`")
                 if self.read_pid("sleeper2") is not None:
                     raise BenchError(f"`{q(stop)}` left the pidfile of sleeper2")

@@ -30,7 +30,7 @@ import time
 
 # Helpers shared with the CLI benchmark (same directory); no __pycache__ in the source tree.
 sys.dont_write_bytecode = True
-from bench import BenchError, CommandTimeout, gone, proc_cmdline, proc_start_time, q, run_bench
+from bench import BenchError, CommandTimeout, gone, proc_cmdline, proc_start_time, q, run_bench, wait_gone
 
 LAT_MEDIAN_GOAL_MS = 5.0  # ours: crash-to-respawn median, below
 LAT_MAX_GOAL_MS = 20.0  # ours: crash-to-respawn worst trial, below
@@ -336,7 +336,7 @@ class Python(Supervisor):
         if not self.daemon_alive():
             return
         s = self.b.run([self.exe, "stop"], self.env, self.home)
-        if not self.b.wait_gone(self.daemon_pid, 15):
+        if not wait_gone(self.daemon_pid, 15):
             raise BenchError(f"Python usrsvcd (pid {self.daemon_pid}) still runs 15 s after `usrsvcd stop`")
         if s.returncode != 0:
             self.extra_notes.append(f"`usrsvcd stop` exited {s.returncode}")
@@ -459,15 +459,6 @@ class DaemonBench:
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
 
-    @staticmethod
-    def wait_gone(pid, timeout):
-        deadline = time.monotonic() + timeout
-        while not gone(pid):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
-        return True
-
     def out(self, line=""):
         self.md.append(line)
 
@@ -531,7 +522,7 @@ class DaemonBench:
             except ProcessLookupError:
                 pass
         for pid in victims:
-            if not self.wait_gone(pid, 10):
+            if not wait_gone(pid, 10):
                 log(f"cleanup: pid {pid} still running after SIGKILL")
         self.reap_orphans()
         return len(victims)
@@ -575,7 +566,7 @@ class DaemonBench:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-                self.wait_gone(pid, 10)
+                wait_gone(pid, 10)
         try:
             shutil.rmtree(self.root)
             log(f"cleanup: removed {self.root}")
@@ -1029,7 +1020,7 @@ class DaemonBench:
                     log(f"stop {sup.key}: {e}")
                 if sup.daemon_alive():
                     os.kill(sup.daemon_pid, signal.SIGKILL)
-                    self.wait_gone(sup.daemon_pid, 10)
+                    wait_gone(sup.daemon_pid, 10)
                 self.kill_programs()
         self.report(results)
         if self.notes:
