@@ -202,10 +202,6 @@ pub struct Daemon {
     trimmed: bool,
 }
 
-fn log_of(d: &Options) -> &Log {
-    &d.log
-}
-
 impl Daemon {
     pub fn new(opts: Options, config: Config, instance: Instance) -> std::io::Result<Daemon> {
         let signals = Signals::install()?;
@@ -243,7 +239,7 @@ impl Daemon {
     }
 
     fn log(&self) -> &Log {
-        log_of(&self.opts)
+        &self.opts.log
     }
 
     /// Runs until SIGTERM or SIGINT. Programs are never signalled on the way out. `ready`
@@ -564,16 +560,15 @@ impl Daemon {
         }
     }
 
+    /// The program's process when its pidfile names it: a cheap look, no scan.
+    fn by_pidfile(&self, name: &str) -> Option<ProcInfo> {
+        let p = self.progs.get(name)?;
+        identify::running_by_pidfile(&p.cfg, p.matcher.as_ref()?)
+    }
+
     /// A cheap look for a program that is down: its pidfile only, no scan.
     fn recheck_down(&mut self, name: &str) {
-        let Some(p) = self.progs.get_mut(name) else {
-            return;
-        };
-        let found = p
-            .matcher
-            .as_ref()
-            .and_then(|m| identify::running_by_pidfile(&p.cfg, m));
-        match found {
+        match self.by_pidfile(name) {
             Some(info) => self.watch(name, info),
             None => self.down(name),
         }
@@ -599,11 +594,7 @@ impl Daemon {
                 Phase::Unknown => self.observe(&name),
                 Phase::Down(_) => self.recheck_down(&name),
                 Phase::Waiting { .. } => {
-                    let found = p
-                        .matcher
-                        .as_ref()
-                        .and_then(|m| identify::running_by_pidfile(&p.cfg, m));
-                    if let Some(info) = found {
+                    if let Some(info) = self.by_pidfile(&name) {
                         self.watch(&name, info);
                     }
                 }
