@@ -86,6 +86,18 @@ def gone(pid):
     return proc_state(pid) in (None, "Z")
 
 
+def publish(md_lines, results):
+    """Prints the markdown report and, when `results` is a path, writes the same text there."""
+    text = "\n".join(md_lines) + "\n"
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    if results:
+        os.makedirs(os.path.dirname(os.path.abspath(results)), exist_ok=True)
+        with open(results, "w") as f:
+            f.write(text)
+        log(f"results written to {results}")
+
+
 def wait_gone(pid, timeout=10.0):
     """Waits until `pid` is gone (a zombie counts as gone); False on timeout."""
     deadline = time.monotonic() + timeout
@@ -631,14 +643,7 @@ class Bench:
                 self.out(f"- {note}")
             self.out()
         self.out(f"Load average at end: {' '.join(open('/proc/loadavg').read().split()[:3])}")
-        text = "\n".join(self.md) + "\n"
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        if self.args.results:
-            os.makedirs(os.path.dirname(os.path.abspath(self.args.results)), exist_ok=True)
-            with open(self.args.results, "w") as f:
-                f.write(text)
-            log(f"results written to {self.args.results}")
+        publish(self.md, self.args.results)
         return 0 if all(g[2] != "FAIL" for g in self.goals) else 3
 
 

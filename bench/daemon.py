@@ -30,7 +30,7 @@ import time
 
 # Helpers shared with the CLI benchmark (same directory); no __pycache__ in the source tree.
 sys.dont_write_bytecode = True
-from bench import BenchError, CommandTimeout, gone, proc_cmdline, proc_start_time, q, run_bench, wait_gone
+from bench import BenchError, CommandTimeout, gone, proc_cmdline, proc_start_time, publish, q, run_bench, wait_gone
 
 LAT_MEDIAN_GOAL_MS = 5.0  # ours: crash-to-respawn median, below
 LAT_MAX_GOAL_MS = 20.0  # ours: crash-to-respawn worst trial, below
@@ -1027,14 +1027,7 @@ class DaemonBench:
             self.out()
             for n in self.notes:
                 self.out(f"- note: {n}")
-        text = "\n".join(self.md) + "\n"
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        if self.args.results:
-            os.makedirs(os.path.dirname(os.path.abspath(self.args.results)), exist_ok=True)
-            with open(self.args.results, "w") as f:
-                f.write(text)
-            log(f"results written to {self.args.results}")
+        publish(self.md, self.args.results)
         if self.failed:
             return 2
         return 0 if all(g[2] != "FAIL" for g in self.goals) else 3
