@@ -38,7 +38,8 @@ impl Identity {
     }
 }
 
-fn user_name() -> String {
+/// The passwd name of our uid, else the uid as a number. Also the `user` of audit records.
+pub(crate) fn user_name() -> String {
     let uid = nix::unistd::getuid();
     match nix::unistd::User::from_uid(uid) {
         Ok(Some(u)) => u.name,
@@ -47,11 +48,17 @@ fn user_name() -> String {
     }
 }
 
-fn mail_host() -> String {
-    let short = nix::unistd::gethostname()
+/// The kernel's host name (`hostname`, no resolver involved), or `localhost` if it cannot be
+/// read. Also the `host` of audit records, which must not wait on DNS.
+pub(crate) fn short_host() -> String {
+    nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".to_owned());
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+fn mail_host() -> String {
+    let short = short_host();
     let fqdn = fqdn_within(&short, FQDN_DEADLINE).unwrap_or_else(|| short.clone());
     if fqdn.contains("localhost") {
         short

@@ -18,6 +18,7 @@ mod message;
 
 pub use deliver::{Deliverer, DELIVERY_TIMEOUT, QUEUE_MAX};
 pub use identity::Identity;
+pub(crate) use identity::{short_host, user_name};
 pub use limit::{Alerts, HELD_MAX};
 pub use message::{format_message, parse_recipients};
 
