@@ -9,9 +9,11 @@
 //! Layers: `config` turns configobj files into a typed `Config` (no I/O but `load`); `proc`
 //! reads `/proc` and pidfiles; `control` is the only code that starts or signals processes;
 //! `cli` maps arguments and outcomes to the compatible command line; `exit` owns exit codes;
-//! `alert` builds, rate-limits and delivers e-mail alerts off the supervision path.
+//! `alert` builds, rate-limits and delivers e-mail alerts off the supervision path; `audit`
+//! appends one JSON line per action to the audit trail (and syslog) and reads it back.
 
 pub mod alert;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod control;
