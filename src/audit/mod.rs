@@ -167,7 +167,7 @@ impl Record {
         let mut line = serde_json::to_string(self).unwrap_or_else(|e| {
             // Unreachable for this struct (string keys, no maps, no floats); kept so that a
             // future field cannot turn an audit append into a panic.
-            format!("{{\"error\":{:?}}}", e.to_string())
+            serde_json::json!({ "error": e.to_string() }).to_string()
         });
         line.push('\n');
         line
