@@ -9,7 +9,8 @@
 //! Layers: `config` turns configobj files into a typed `Config` (no I/O but `load`); `proc`
 //! reads `/proc` and pidfiles; `control` is the only code that starts or signals processes;
 //! `cli` maps arguments and outcomes to the compatible command line; `exit` owns exit codes;
-//! `alert` builds, rate-limits and delivers e-mail alerts off the supervision path.
+//! `alert` builds, rate-limits and delivers e-mail alerts off the supervision path; `health`
+//! runs programs' health checks (their own processes, never the program's) and reports verdicts.
 
 pub mod alert;
 pub mod cli;
@@ -17,4 +18,5 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod exit;
+pub mod health;
 pub mod proc;
