@@ -282,6 +282,9 @@ pub(crate) fn run_together(jobs: &[Job<'_>]) -> Vec<Outcome> {
         wait_readable(&fds, deadline);
         let now = Instant::now();
         for slot in &mut slots {
+            if !matches!(slot, Slot::Running(_)) {
+                continue;
+            }
             if let Slot::Running(run) = std::mem::replace(slot, Slot::Empty) {
                 *slot = match run.advance(now) {
                     Progress::Running(run) => Slot::Running(run),
