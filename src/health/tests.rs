@@ -105,6 +105,18 @@ fn a_tail_cut_inside_a_utf8_character_starts_clean() {
 }
 
 #[test]
+fn a_check_that_cannot_start_is_failing_and_says_why() {
+    // A NUL byte cannot be passed to exec; std refuses before forking.
+    let o = run_check(&target(&[("BAD", "a\0b")], false), &check("exit 0"));
+    assert_eq!(o.status, Status::Failing);
+    assert!(
+        o.describe().starts_with("not started: /bin/sh: "),
+        "{}",
+        o.describe()
+    );
+}
+
+#[test]
 fn repair_runs_only_when_configured() {
     let dir = tempfile::tempdir().expect("tempdir");
     let t = target(&[], true);

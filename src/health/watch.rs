@@ -323,14 +323,13 @@ impl State {
             for c in &mut p.checks {
                 let phase = std::mem::replace(&mut c.phase, Phase::Idle);
                 c.phase = match phase {
-                    Phase::Idle if c.next <= now => start(&p.target, &c.spec, &c.spec.command)
-                        .map_or_else(
-                            |failed| {
-                                after_check(&p.target, c, failed, now, &mut events);
-                                Phase::Idle
-                            },
-                            Phase::Checking,
-                        ),
+                    Phase::Idle if c.next <= now => {
+                        match start(&p.target, &c.spec, &c.spec.command) {
+                            Ok(r) => Phase::Checking(r),
+                            // Counted like any failure (and may lead to the repair).
+                            Err(failed) => after_check(&p.target, c, failed, now, &mut events),
+                        }
+                    }
                     Phase::Idle => Phase::Idle,
                     Phase::Checking(r) => match r.advance(now) {
                         Progress::Running(r) => Phase::Checking(r),
