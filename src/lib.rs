@@ -10,7 +10,9 @@
 //! reads `/proc` and pidfiles; `control` is the only code that starts or signals processes;
 //! `cli` maps arguments and outcomes to the compatible command line; `exit` owns exit codes;
 //! `alert` builds, rate-limits and delivers e-mail alerts off the supervision path; `audit`
-//! appends one JSON line per action to the audit trail (and syslog) and reads it back.
+//! appends one JSON line per action to the audit trail (and syslog) and reads it back;
+//! `health` runs programs' health checks (their own processes, never the program's) and
+//! reports verdicts.
 
 pub mod alert;
 pub mod audit;
@@ -19,4 +21,5 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod exit;
+pub mod health;
 pub mod proc;

@@ -24,14 +24,20 @@ pub fn program_argv(prog: &ProgramConfig) -> Vec<String> {
 
 /// The program's environment: ours when `inherit_env`, then its `[[Env]]` on top.
 pub fn program_env(prog: &ProgramConfig) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = if prog.inherit_env {
+    build_env(prog.inherit_env, &prog.env)
+}
+
+/// An environment built from scratch: ours when `inherit`, then `vars` on top (a later key
+/// replaces an earlier one). Shared with health checks, which see what their program sees.
+pub fn build_env(inherit: bool, vars: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = if inherit {
         std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect()
     } else {
         Vec::new()
     };
-    for (k, v) in &prog.env {
+    for (k, v) in vars {
         env.retain(|(ek, _)| ek != k);
         env.push((k.clone(), v.clone()));
     }
