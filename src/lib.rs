@@ -18,3 +18,4 @@ pub mod control;
 pub mod daemon;
 pub mod exit;
 pub mod proc;
+pub mod schedule;
