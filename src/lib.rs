@@ -23,3 +23,4 @@ pub mod daemon;
 pub mod exit;
 pub mod health;
 pub mod proc;
+pub mod schedule;
