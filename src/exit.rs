@@ -16,11 +16,15 @@ pub enum ReturnCode {
     InsufficientPermissions,
     ProgramFailedToLaunch,
     HelpMessage,
+    /// New in 2.0: `kill_switch_file` exists and `--force` was not given.
+    KillSwitchEngaged,
+    /// New in 2.0: `require_reason = true` and no `--reason`.
+    ReasonRequired,
     UnknownFailure,
 }
 
 impl ReturnCode {
-    pub const ALL: [ReturnCode; 13] = [
+    pub const ALL: [ReturnCode; 15] = [
         ReturnCode::Success,
         ReturnCode::GeneralFailure,
         ReturnCode::TryAgain,
@@ -33,6 +37,8 @@ impl ReturnCode {
         ReturnCode::InsufficientPermissions,
         ReturnCode::ProgramFailedToLaunch,
         ReturnCode::HelpMessage,
+        ReturnCode::KillSwitchEngaged,
+        ReturnCode::ReasonRequired,
         ReturnCode::UnknownFailure,
     ];
 
@@ -50,6 +56,8 @@ impl ReturnCode {
             ReturnCode::InsufficientPermissions => 136,
             ReturnCode::ProgramFailedToLaunch => 137,
             ReturnCode::HelpMessage => 138,
+            ReturnCode::KillSwitchEngaged => 139,
+            ReturnCode::ReasonRequired => 140,
             ReturnCode::UnknownFailure => 254,
         }
     }
@@ -69,6 +77,8 @@ impl ReturnCode {
             ReturnCode::InsufficientPermissions => "INSUFFICIENT_PERMISSIONS",
             ReturnCode::ProgramFailedToLaunch => "PROGRAM_FAILED_TO_LAUNCH",
             ReturnCode::HelpMessage => "HELP_MESSAGE",
+            ReturnCode::KillSwitchEngaged => "KILL_SWITCH_ENGAGED",
+            ReturnCode::ReasonRequired => "REASON_REQUIRED",
             ReturnCode::UnknownFailure => "UNKNOWN_FAILURE",
         }
     }

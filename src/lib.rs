@@ -12,7 +12,8 @@
 //! `alert` builds, rate-limits and delivers e-mail alerts off the supervision path; `audit`
 //! appends one JSON line per action to the audit trail (and syslog) and reads it back;
 //! `health` runs programs' health checks (their own processes, never the program's) and
-//! reports verdicts.
+//! reports verdicts; `schedule` is the pure arithmetic of planned restarts (times, windows,
+//! jitter, across DST).
 
 pub mod alert;
 pub mod audit;

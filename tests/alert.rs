@@ -38,6 +38,11 @@ fn main_config(sendmail: Option<PathBuf>, smtp: Option<SmtpConfig>) -> MainConfi
         usrsvcd_stderr: None,
         sendmail_path: sendmail,
         smtp,
+        restart_windows: None,
+        kill_switch_file: None,
+        require_reason: false,
+        audit_log: None,
+        audit_syslog: None,
     }
 }
 

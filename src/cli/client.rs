@@ -8,7 +8,8 @@ use clap::Parser;
 
 use super::{answer_early, config_path, load_config, Console};
 use crate::config::Config;
-use crate::control::{self, Action, Outcome, Report};
+use crate::config::GroupConfig;
+use crate::control::{self, Action, Actor, Outcome, Report, Request, Trigger};
 use crate::exit::ReturnCode;
 use crate::proc::ProcInfo;
 
@@ -17,12 +18,23 @@ fn usage() -> String {
     format!(
         "Usage: usrsvc (Options) [start/stop/restart/status] [program name]
   Performs the given action on the given program name.
-  Use \"all\" as the program name to perform the action on every configured program.
+  Use \"all\" as the program name to perform the action on every configured program,
+  or a group name ([Group:NAME]) to act on its members in order.
+
+  usrsvc signal NAME SIGNAL       Send a signal (e.g. QUIT) to the identified process.
+  usrsvc health NAME|GROUP|all    Run the health checks now and print the verdicts.
+  usrsvc repair NAME              Run the repair commands of the health checks now.
+  usrsvc history [NAME] [-n N]    Print the audit trail (the last 20 records by default).
+  usrsvc plan                     Print the next planned restart of every program and group,
+                                  and what holds it back.
 
 Options:
     --parallel or -P      With start/stop/restart all, act on every program at once.
-    --json                With status, print a JSON document on stdout (an object for one
-                          program, an array for \"all\").
+    --reason TEXT, -r     Why: recorded in the audit trail (required with require_reason).
+    --force               Act although the kill switch file exists.
+    -n N                  With history, how many records (default 20).
+    --json                With status, health, history and plan, print JSON on stdout
+                          (status: an object for one program, an array for \"all\").
     --config PATH, -c     Main config file (default: $USRSVC_CONFIG, else $HOME/usrsvc.cfg).
     --debug               Print debugging information.
     --help                Show this message.
@@ -51,12 +63,32 @@ struct Args {
     parallel: bool,
     #[arg(long)]
     json: bool,
+    #[arg(long, short = 'r', value_name = "TEXT")]
+    reason: Option<String>,
+    #[arg(long)]
+    force: bool,
+    #[arg(short = 'n', value_name = "N")]
+    count: Option<usize>,
+    /// Set with --nested: the audit trigger of the parent (a group's members).
+    #[arg(long, hide = true)]
+    trigger: Option<String>,
     /// Set by `usrsvc ACTION all` for the per-program commands it runs: their parent has
     /// already printed the config warnings and "DEBUG ON".
     #[arg(long, hide = true)]
     nested: bool,
     #[arg(num_args = 0..)]
     words: Vec<String>,
+}
+
+impl Args {
+    fn ops(&self) -> super::ops::Flags<'_> {
+        super::ops::Flags {
+            reason: self.reason.as_deref(),
+            force: self.force,
+            json: self.json,
+            count: self.count,
+        }
+    }
 }
 
 /// Entry point of the `usrsvc` binary.
@@ -95,6 +127,9 @@ fn run(argv: Vec<String>) -> ReturnCode {
             return ReturnCode::InvalidConfig;
         }
     };
+    if let Some(code) = super::ops::run(&config, &args.words, &args.ops(), &console) {
+        return code;
+    }
     let [action, name] = args.words.as_slice() else {
         return invalid(&console);
     };
@@ -102,6 +137,9 @@ fn run(argv: Vec<String>) -> ReturnCode {
         console.error(&format!("Unknown action: {action}"));
         return ReturnCode::InvalidAction;
     };
+    let group = (name != "all" && config.program(name).is_none())
+        .then(|| config.group(name))
+        .flatten();
     if args.parallel && (name != "all" || action == Action::Status) {
         return invalid(&console);
     }
@@ -109,12 +147,35 @@ fn run(argv: Vec<String>) -> ReturnCode {
         console.error("--json is only available with status.");
         return invalid(&console);
     }
+    let reason = match super::ops::guard(&config, action.word(), &args.ops(), &console) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let trigger = match (args.nested, args.trigger.as_deref()) {
+        (true, Some(t)) => t.parse().unwrap_or(Trigger::Cli),
+        _ => Trigger::Cli,
+    };
+    let req = Request {
+        by: Actor::Operator,
+        trigger,
+        reason: reason.as_deref(),
+    };
+    let nested = Nested {
+        config: &config,
+        debug: console.debug,
+        reason: reason.as_deref(),
+        force: args.force,
+    };
     let code = if name == "all" {
-        run_all(&config, action, args.parallel, args.json, &console)
+        run_all(&nested, action, args.parallel, args.json, &console)
+    } else if let Some(group) = group {
+        run_group(&nested, action, group, &req, args.json, &console)
     } else {
-        let outcome = control::run(&config, action, name, &console);
+        let outcome = control::run_as(&config, action, name, &console, &req);
         if args.json {
             println!("{}", status_json(&config, name, &outcome));
+        } else if action == Action::Status {
+            print_health(name);
         }
         outcome.code
     };
@@ -126,24 +187,115 @@ fn run(argv: Vec<String>) -> ReturnCode {
     code
 }
 
+/// `usrsvc ACTION GROUP`: the members in order (see `control::group`), each start, stop or
+/// restart in a `usrsvc` process of its own.
+fn run_group(
+    nested: &Nested<'_>,
+    action: Action,
+    group: &GroupConfig,
+    req: &Request<'_>,
+    json: bool,
+    console: &Console,
+) -> ReturnCode {
+    let config = nested.config;
+    let outcomes = std::cell::RefCell::new(Vec::new());
+    let member = |action: Action, name: &str, sub: &Request<'_>| -> Outcome {
+        let outcome = if action == Action::Status {
+            control::run_as(config, action, name, console, sub)
+        } else {
+            let trigger = sub.trigger.to_string();
+            let spawned = nested.spawn(action, name, Some(&trigger));
+            nested.finish(action, name, spawned, console)
+        };
+        if json {
+            outcomes
+                .borrow_mut()
+                .push(status_json(config, name, &outcome));
+        }
+        outcome
+    };
+    let code = control::group::run_group(config, action, group, console, req, &member);
+    if json {
+        println!("{}", serde_json::Value::Array(outcomes.into_inner()));
+    }
+    code
+}
+
+/// How `usrsvc` runs one program's action in a process of its own: `usrsvc --nested`.
+struct Nested<'n> {
+    config: &'n Config,
+    debug: bool,
+    reason: Option<&'n str>,
+    force: bool,
+}
+
+impl Nested<'_> {
+    fn spawn(
+        &self,
+        action: Action,
+        name: &str,
+        trigger: Option<&str>,
+    ) -> std::io::Result<std::process::Child> {
+        let mut cmd = std::process::Command::new("/proc/self/exe");
+        std::os::unix::process::CommandExt::arg0(&mut cmd, "usrsvc");
+        cmd.arg("--nested")
+            .arg("--config")
+            .arg(&self.config.main_file);
+        if self.debug {
+            cmd.arg("--debug");
+        }
+        if let Some(r) = self.reason {
+            cmd.arg("--reason").arg(r);
+        }
+        if self.force {
+            cmd.arg("--force");
+        }
+        if let Some(t) = trigger {
+            cmd.arg("--trigger").arg(t);
+        }
+        cmd.args([action.word(), "--", name]).spawn()
+    }
+
+    fn finish(
+        &self,
+        action: Action,
+        name: &str,
+        child: std::io::Result<std::process::Child>,
+        console: &Console,
+    ) -> Outcome {
+        let code = match child.and_then(|mut c| c.wait()) {
+            Ok(status) => status
+                .code()
+                .and_then(ReturnCode::from_code)
+                .unwrap_or(ReturnCode::UnknownFailure),
+            Err(e) => {
+                console.error(&format!("Cannot run usrsvc {} {name}: {e}", action.word()));
+                ReturnCode::UnknownFailure
+            }
+        };
+        Outcome::no_process(code)
+    }
+}
+
 fn run_all(
-    config: &Config,
+    nested: &Nested<'_>,
     action: Action,
     parallel: bool,
     json: bool,
     console: &Console,
 ) -> ReturnCode {
+    let config = nested.config;
     let names: Vec<&str> = config.programs.iter().map(|p| p.name.as_str()).collect();
     // Starts run in processes of their own: a start makes its process the subreaper of what
     // it launches and, when it fails, stops every new descendant of that process — which
     // must then be only its own program's. (1.5.13 forked one process per program too.)
     let launches = matches!(action, Action::Start | Action::Restart);
     let outcomes: Vec<Outcome> = if parallel || launches {
-        run_in_subprocesses(config, action, &names, parallel, console)
+        run_in_subprocesses(nested, action, &names, parallel, console)
     } else {
         names
             .iter()
-            .map(|n| control::run(config, action, n, console))
+            .map(|n| control::run_as(config, action, n, console, &Request::cli(nested.reason)))
             .collect()
     };
     let mut failed = false;
@@ -180,43 +332,37 @@ fn run_all(
 /// One `usrsvc ACTION NAME` process per program, one after the other, or all at once with
 /// `--parallel`.
 fn run_in_subprocesses(
-    config: &Config,
+    nested: &Nested<'_>,
     action: Action,
     names: &[&str],
     parallel: bool,
     console: &Console,
 ) -> Vec<Outcome> {
-    let spawn = |name: &str| {
-        let mut cmd = std::process::Command::new("/proc/self/exe");
-        std::os::unix::process::CommandExt::arg0(&mut cmd, "usrsvc");
-        cmd.arg("--nested").arg("--config").arg(&config.main_file);
-        if console.debug {
-            cmd.arg("--debug");
-        }
-        cmd.args([action.word(), "--", name]).spawn()
-    };
-    let finish = |name: &str, child: std::io::Result<std::process::Child>| {
-        let code = match child.and_then(|mut c| c.wait()) {
-            Ok(status) => status
-                .code()
-                .and_then(ReturnCode::from_code)
-                .unwrap_or(ReturnCode::UnknownFailure),
-            Err(e) => {
-                console.error(&format!("Cannot run usrsvc {} {name}: {e}", action.word()));
-                ReturnCode::UnknownFailure
-            }
-        };
-        Outcome::no_process(code)
-    };
     if parallel {
-        let children: Vec<_> = names.iter().map(|n| spawn(n)).collect();
+        let children: Vec<_> = names
+            .iter()
+            .map(|n| nested.spawn(action, n, None))
+            .collect();
         names
             .iter()
             .zip(children)
-            .map(|(n, c)| finish(n, c))
+            .map(|(n, c)| nested.finish(action, n, c, console))
             .collect()
     } else {
-        names.iter().map(|n| finish(n, spawn(n))).collect()
+        names
+            .iter()
+            .map(|n| nested.finish(action, n, nested.spawn(action, n, None), console))
+            .collect()
+    }
+}
+
+/// The last health verdicts the running daemon has of `name`, under its status.
+fn print_health(name: &str) {
+    let Some(doc) = crate::daemon::supervise::read_state() else {
+        return;
+    };
+    if let Some(p) = crate::daemon::supervise::program_state(&doc, name) {
+        print!("{}", crate::daemon::supervise::health_lines(p));
     }
 }
 
@@ -244,5 +390,8 @@ fn status_json(config: &Config, name: &str, outcome: &Outcome) -> serde_json::Va
         "cmdline": p.map(|p| p.cmdline.clone()),
         "rss": p.map(|p| p.rss_kb()),
         "pidfile": prog.map(|c| c.pidfile.display().to_string()),
+        // The daemon's last health verdicts (null without a running usrsvcd).
+        "health": crate::daemon::supervise::read_state()
+            .and_then(|d| crate::daemon::supervise::program_state(&d, name).map(|p| p["health"].clone())),
     })
 }

@@ -13,7 +13,7 @@ use clap::Parser;
 
 use super::{answer_early, config_path, load_config, Console};
 use crate::control::signal::Pidfd;
-use crate::control::{process_dict, Action, Actor, Report};
+use crate::control::{process_dict, Action, Actor, Report, Request, Trigger};
 use crate::daemon::instance::{self, Instance, Readiness, StartError};
 use crate::daemon::supervise::{read_reread_status, Daemon, Options};
 use crate::daemon::{Format, Log};
@@ -66,6 +66,12 @@ struct Args {
     /// Internal: run one start/restart for the daemon, config as JSON on stdin.
     #[arg(long, hide = true, value_name = "ACTION")]
     worker: Option<String>,
+    /// Internal: the worker's audit trigger (`crash`, `schedule`, `health:NAME`, …).
+    #[arg(long, hide = true, value_name = "TRIGGER")]
+    trigger: Option<String>,
+    /// Internal: the worker's audit reason.
+    #[arg(long, hide = true, value_name = "TEXT")]
+    reason: Option<String>,
     #[arg(num_args = 0..)]
     words: Vec<String>,
 }
@@ -102,7 +108,20 @@ fn run(argv: Vec<String>) -> ReturnCode {
         }
     };
     if let Some(action) = &args.worker {
-        return worker(action, &args.words, Log::new(format, args.debug));
+        let trigger = match args.trigger.as_deref().map(str::parse::<Trigger>) {
+            None => Trigger::Crash,
+            Some(Ok(t)) => t,
+            Some(Err(e)) => {
+                console.error(&format!("usrsvcd --worker: bad --trigger: {e}"));
+                return ReturnCode::GeneralFailure;
+            }
+        };
+        let req = Request {
+            by: Actor::Daemon,
+            trigger,
+            reason: args.reason.as_deref(),
+        };
+        return worker(action, &args.words, &req, Log::new(format, args.debug));
     }
     let action = match args.words.as_slice() {
         [] => "start",
@@ -328,9 +347,7 @@ fn status(console: &Console) -> ReturnCode {
 
 /// The daemon's view of its programs (from its state file), one line each.
 fn programs_table(daemon: i32) -> Option<String> {
-    let dir = crate::control::runtime_dir().ok()?;
-    let text = std::fs::read_to_string(dir.join(crate::daemon::supervise::STATE_FILE)).ok()?;
-    let doc: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let doc = crate::daemon::supervise::read_state()?;
     if doc["pid"].as_i64() != Some(i64::from(daemon)) {
         return None;
     }
@@ -356,6 +373,7 @@ fn programs_table(daemon: i32) -> Option<String> {
         }
         out.push_str(line.trim_end());
         out.push('\n');
+        out.push_str(&crate::daemon::supervise::health_lines(p));
     }
     Some(out)
 }
@@ -444,8 +462,14 @@ fn reread(path: &Path, console: &Console) -> ReturnCode {
 
 /// `usrsvcd --worker ACTION -- NAME`: one start or restart on the daemon's behalf, with the
 /// daemon's in-memory config (not the file, which may have changed or be broken).
-fn worker(action: &str, words: &[String], log: Log) -> ReturnCode {
-    let (Some(action), [name]) = (Action::parse(action), words) else {
+fn worker(word: &str, words: &[String], req: &Request<'_>, log: Log) -> ReturnCode {
+    let group = word == crate::daemon::supervise::GROUP_RESTART;
+    let action = if group {
+        Some(Action::Restart)
+    } else {
+        Action::parse(word)
+    };
+    let (Some(action), [name]) = (action, words) else {
         log.error("usrsvcd --worker: needs ACTION -- NAME");
         return ReturnCode::InvalidAction;
     };
@@ -461,6 +485,47 @@ fn worker(action: &str, words: &[String], log: Log) -> ReturnCode {
             return ReturnCode::UnknownFailure;
         }
     };
+    if group {
+        let Some(g) = config.group(name) else {
+            log.error(&format!(
+                "usrsvcd --worker: no group {name} in the config it got"
+            ));
+            return ReturnCode::ProgramUndefined;
+        };
+        // Each member's action in a worker of its own (see `control::start::launch`).
+        let member = |action: Action, member: &str, sub: &Request<'_>| {
+            let mut cmd = Command::new("/proc/self/exe");
+            std::os::unix::process::CommandExt::arg0(&mut cmd, "usrsvcd");
+            cmd.arg("--worker")
+                .arg(action.word())
+                .arg("--log-format")
+                .arg(log.format.word())
+                .arg("--trigger")
+                .arg(sub.trigger.to_string());
+            if let Some(r) = sub.reason {
+                cmd.arg("--reason").arg(r);
+            }
+            if log.debug {
+                cmd.arg("--debug");
+            }
+            cmd.arg("--").arg(member).stdin(Stdio::piped());
+            let code = cmd
+                .spawn()
+                .and_then(|mut child| {
+                    if let Some(mut stdin) = child.stdin.take() {
+                        std::io::Write::write_all(&mut stdin, json.as_bytes())?;
+                    }
+                    child.wait()
+                })
+                .map_or(ReturnCode::UnknownFailure, |st| {
+                    st.code()
+                        .and_then(ReturnCode::from_code)
+                        .unwrap_or(ReturnCode::UnknownFailure)
+                });
+            crate::control::Outcome::no_process(code)
+        };
+        return crate::control::group::run_group(&config, action, g, &log, req, &member);
+    }
     let log = log.for_program(name);
-    crate::control::run_as(&config, action, name, &log, Actor::Daemon).code
+    crate::control::run_as(&config, action, name, &log, req).code
 }

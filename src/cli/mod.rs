@@ -4,6 +4,8 @@
 
 pub mod client;
 pub mod daemon;
+pub mod ops;
+pub mod plan;
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -8,17 +8,21 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::error::{ConfigError, ConfigErrorKind as Kind, ConfigErrors};
 use super::inherit::{merge, Item, Origin, Table};
 use super::interpolate::{interpolate_value, InterpolationError};
 use super::model::{
-    Config, Location, LogTarget, MainConfig, MonitoringConfig, ProgramConfig, SmtpConfig,
+    Config, GroupConfig, Location, LogTarget, MainConfig, MonitoringConfig, ProgramConfig,
+    SmtpConfig, Step,
 };
 use super::python::{py_dirname, py_list_repr, py_strip};
 use super::shlex::shlex_split;
 use super::syntax::{RawTree, RawValue, ROOT};
 use super::values::{resolve_path, to_bool, to_float, to_int};
+use crate::health::{CheckSpec, HealthAction};
+use crate::schedule::{parse_duration, parse_times, parse_windows, Schedule, Windows};
 
 /// What the builder needs to know about the system.
 pub(crate) trait Probe {
@@ -45,7 +49,7 @@ impl SourceFile {
     }
 }
 
-const MAIN_KEYS: [&str; 10] = [
+const MAIN_KEYS: [&str; 15] = [
     "config_dir",
     "pidfile",
     "usrsvcd_stdout",
@@ -57,10 +61,16 @@ const MAIN_KEYS: [&str; 10] = [
     "smtp_from",
     "smtp_starttls",
     "smtp_credentials_file",
+    // New in 2.0: planned restarts, the kill switch, reasons and the audit trail.
+    "restart_windows",
+    "kill_switch_file",
+    "require_reason",
+    "audit_log",
+    "audit_syslog",
 ];
 
 /// Keys of a program, canonical spellings.
-const PROGRAM_KEYS: [&str; 23] = [
+const PROGRAM_KEYS: [&str; 27] = [
     "command",
     "pidfile",
     "autostart",
@@ -85,6 +95,33 @@ const PROGRAM_KEYS: [&str; 23] = [
     "restart_delay_max",
     "stable_seconds",
     "email_interval",
+    // New in 2.0: planned restarts (plus `[[HealthCheck:NAME]]` subsections).
+    "restart_every",
+    "restart_at",
+    "restart_jitter",
+    "restart_windows",
+];
+
+/// Keys of a `[[HealthCheck:NAME]]` (new in 2.0).
+const HEALTH_KEYS: [&str; 7] = [
+    "command",
+    "interval",
+    "timeout",
+    "start_period",
+    "failures",
+    "repair",
+    "action",
+];
+
+/// Keys of a `[Group:NAME]` (new in 2.0).
+const GROUP_KEYS: [&str; 7] = [
+    "programs",
+    "sequence",
+    "min_ok",
+    "restart_every",
+    "restart_at",
+    "restart_jitter",
+    "restart_windows",
 ];
 
 const MONITORING_KEYS: [&str; 5] = [
@@ -99,7 +136,7 @@ const MONITORING_KEYS: [&str; 5] = [
 /// A key's value after interpolation.
 enum Resolved<'t, 'a> {
     Str(String),
-    List,
+    List(Vec<String>),
     Section(&'t Table<'a>),
     /// Interpolation failed; already reported.
     Failed,
@@ -124,7 +161,14 @@ pub(crate) fn build(
     };
     let main = b.main();
     let defaults = b.collect_defaults();
-    let programs = b.programs(&defaults);
+    let windows = main.as_ref().and_then(|m| m.restart_windows.clone());
+    let mut programs = b.programs(&defaults);
+    for p in &mut programs {
+        if p.schedule.windows.is_none() {
+            p.schedule.windows.clone_from(&windows);
+        }
+    }
+    let groups = b.groups(&programs, windows.as_ref());
     if let Some(errors) = ConfigErrors::from_vec(b.errors) {
         return Err(errors);
     }
@@ -141,6 +185,7 @@ pub(crate) fn build(
         files: files.iter().map(|f| f.path.clone()).collect(),
         main,
         programs,
+        groups,
         warnings: b.warnings,
     })
 }
@@ -253,7 +298,7 @@ impl<'a> Builder<'a> {
                     };
                     match result {
                         Ok(RawValue::Scalar(s)) => Resolved::Str(s),
-                        Ok(RawValue::List(_)) => Resolved::List,
+                        Ok(RawValue::List(items)) => Resolved::List(items),
                         Err(e) => {
                             let k = format!("{prefix}{key}");
                             let kind = interpolation_kind(&e);
@@ -281,7 +326,7 @@ impl<'a> Builder<'a> {
         let spelled = format!("{prefix}{}", item.key());
         Some(match resolved {
             Resolved::Str(s) => Some((s.clone(), item.origin().clone(), item.key().to_string())),
-            Resolved::List => {
+            Resolved::List(_) => {
                 self.error(
                     Kind::ListValue,
                     scope,
@@ -377,6 +422,158 @@ impl<'a> Builder<'a> {
                 }
             },
             _ => default,
+        }
+    }
+
+    /// New in 2.0: a value that may be written as a list (`a, b` unquoted) or a string
+    /// (`"a, b"`), as the same text either way.
+    fn text(
+        &mut self,
+        values: &Values<'_, 'a>,
+        canon: &str,
+        scope: &Scope,
+        prefix: &str,
+    ) -> Option<(String, Origin, String)> {
+        let (_, item, resolved) = values.iter().find(|(k, _, _)| *k == canon)?;
+        match resolved {
+            Resolved::List(items) => Some((
+                items.join(", "),
+                item.origin().clone(),
+                item.key().to_string(),
+            )),
+            _ => self.scalar(values, canon, scope, prefix).flatten(),
+        }
+    }
+
+    /// New in 2.0: a duration (seconds, or a number with s, m, h or d); `None` when absent or
+    /// unusable (reported).
+    fn duration(
+        &mut self,
+        values: &Values<'_, 'a>,
+        canon: &str,
+        scope: &Scope,
+        prefix: &str,
+    ) -> Option<Duration> {
+        let (v, origin, key) = self.scalar(values, canon, scope, prefix)??;
+        match parse_duration(v.trim()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.error(
+                    Kind::InvalidDuration,
+                    scope,
+                    Some(&origin),
+                    Some(&format!("{prefix}{key}")),
+                    format!("Invalid value for config parameter {key}: {e}. Got {v}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A key of 1.5.13 that counts whole seconds: its rules and messages, and since 2.0 also a
+    /// number with a unit (`90s`, `15m`, `12h`, `3d`), rounded up to whole seconds.
+    fn int_seconds(
+        &mut self,
+        values: &Values<'_, 'a>,
+        canon: &str,
+        default: u64,
+        scope: &Scope,
+        prefix: &str,
+    ) -> u64 {
+        if let Some(d) = self.with_unit(values, canon, scope, prefix) {
+            return d.map_or(default, |d| d.as_secs() + u64::from(d.subsec_nanos() > 0));
+        }
+        self.int(values, canon, default, scope, prefix)
+    }
+
+    /// As `int_seconds`, for the keys 1.5.13 read as floating-point seconds.
+    fn float_seconds(
+        &mut self,
+        values: &Values<'_, 'a>,
+        canon: &str,
+        default: f64,
+        scope: &Scope,
+        prefix: &str,
+    ) -> f64 {
+        if let Some(d) = self.with_unit(values, canon, scope, prefix) {
+            return d.map_or(default, |d| d.as_secs_f64());
+        }
+        self.float(values, canon, default, scope, prefix)
+    }
+
+    /// `Some` when the key's value ends in a unit letter: then it is a duration (`Some(None)`
+    /// when it does not parse; reported). Values without a unit keep 1.5.13's rules.
+    fn with_unit(
+        &mut self,
+        values: &Values<'_, 'a>,
+        canon: &str,
+        scope: &Scope,
+        prefix: &str,
+    ) -> Option<Option<Duration>> {
+        let (_, _, resolved) = values.iter().find(|(k, _, _)| *k == canon)?;
+        let Resolved::Str(v) = resolved else {
+            return None;
+        };
+        let v = v.trim();
+        if !v.starts_with(|c: char| c.is_ascii_digit())
+            || !v.ends_with(|c: char| c.is_ascii_alphabetic())
+        {
+            return None;
+        }
+        Some(self.duration(values, canon, scope, prefix))
+    }
+
+    /// New in 2.0: `restart_every`, `restart_at`, `restart_jitter`, `restart_windows` of a
+    /// program or group (windows left `None` here when not set: the caller applies
+    /// `[Main]`'s).
+    fn schedule(&mut self, values: &Values<'_, 'a>, scope: &Scope) -> Schedule {
+        let every = self
+            .duration(values, "restart_every", scope, "")
+            .filter(|d| !d.is_zero());
+        let at = self
+            .text(values, "restart_at", scope, "")
+            .filter(|(v, _, _)| !v.trim().is_empty())
+            .and_then(|(v, origin, key)| match parse_times(v.trim()) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    self.error(
+                        Kind::InvalidSchedule,
+                        scope,
+                        Some(&origin),
+                        Some(&key),
+                        format!("Invalid value for config parameter {key}: {e}. Got {v}"),
+                    );
+                    None
+                }
+            });
+        let jitter = self
+            .duration(values, "restart_jitter", scope, "")
+            .unwrap_or_default();
+        let windows = self.windows(values, scope);
+        Schedule {
+            every,
+            at,
+            jitter,
+            windows,
+        }
+    }
+
+    fn windows(&mut self, values: &Values<'_, 'a>, scope: &Scope) -> Option<Windows> {
+        let (v, origin, key) = self
+            .text(values, "restart_windows", scope, "")
+            .filter(|(v, _, _)| !v.trim().is_empty())?;
+        match parse_windows(v.trim()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                self.error(
+                    Kind::InvalidSchedule,
+                    scope,
+                    Some(&origin),
+                    Some(&key),
+                    format!("Invalid value for config parameter {key}: {e}. Got {v}"),
+                );
+                None
+            }
         }
     }
 
@@ -482,6 +679,34 @@ impl<'a> Builder<'a> {
             _ => self.find_sendmail(),
         };
         let smtp = self.smtp(&values, &scope);
+        let restart_windows = self.windows(&values, &scope);
+        let kill_switch_file = match self.scalar(&values, "kill_switch_file", &scope, "") {
+            Some(Some((v, origin, _))) if !v.is_empty() => Some(self.path(&v, &origin)),
+            _ => None,
+        };
+        let require_reason = self.boolean(&values, "require_reason", false, &scope);
+        let audit_log = match self.scalar(&values, "audit_log", &scope, "") {
+            Some(Some((v, origin, _))) if !v.is_empty() => Some(self.path(&v, &origin)),
+            _ => None,
+        };
+        let audit_syslog = match self.scalar(&values, "audit_syslog", &scope, "") {
+            Some(Some((v, origin, key))) if !v.trim().is_empty() => {
+                match v.trim().parse::<crate::audit::SyslogTarget>() {
+                    Ok(_) => Some(v.trim().to_string()),
+                    Err(e) => {
+                        self.error(
+                            Kind::InvalidSyslog,
+                            &scope,
+                            Some(&origin),
+                            Some(&key),
+                            format!("Invalid value for config parameter {key}: {e}"),
+                        );
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         Some(MainConfig {
             config_dir,
             pidfile,
@@ -489,6 +714,11 @@ impl<'a> Builder<'a> {
             usrsvcd_stderr,
             sendmail_path,
             smtp,
+            restart_windows,
+            kill_switch_file,
+            require_reason,
+            audit_log,
+            audit_syslog,
         })
     }
 
@@ -846,14 +1076,15 @@ impl<'a> Builder<'a> {
         let autorestart = self.boolean(&values, "autorestart", true, scope);
         self.conflicts(table, "maxrestarts", scope);
         let maxrestarts = self.int(&values, "maxrestarts", 0, scope, "");
-        let restart_delay = self.int(&values, "restart_delay", 0, scope, "");
-        let success_seconds = self.float(&values, "success_seconds", 2.0, scope, "");
+        let restart_delay = self.int_seconds(&values, "restart_delay", 0, scope, "");
+        let success_seconds = self.float_seconds(&values, "success_seconds", 2.0, scope, "");
         let autopid = self.boolean(&values, "autopid", true, scope);
         let useshell = self.boolean(&values, "useshell", false, scope);
         let scan_for_process = self.boolean(&values, "scan_for_process", true, scope);
-        let term_to_kill_seconds = self.float(&values, "term_to_kill_seconds", 8.0, scope, "");
+        let term_to_kill_seconds =
+            self.float_seconds(&values, "term_to_kill_seconds", 8.0, scope, "");
         let inherit_env = self.boolean(&values, "inherit_env", true, scope);
-        let restart_delay_max = self.int(&values, "restart_delay_max", 300, scope, "");
+        let restart_delay_max = self.int_seconds(&values, "restart_delay_max", 300, scope, "");
         if restart_delay_max < restart_delay {
             if let Some(Some((_, origin, key))) =
                 self.scalar(&values, "restart_delay_max", scope, "")
@@ -870,8 +1101,8 @@ impl<'a> Builder<'a> {
             }
         }
         let restart_delay_max = restart_delay_max.max(restart_delay);
-        let stable_seconds = self.float(&values, "stable_seconds", 60.0, scope, "");
-        let email_interval = self.int(&values, "email_interval", 300, scope, "");
+        let stable_seconds = self.float_seconds(&values, "stable_seconds", 60.0, scope, "");
+        let email_interval = self.int_seconds(&values, "email_interval", 300, scope, "");
 
         // 4. defaults (checked before the merge; only kept here)
         let defaults = values.iter().find_map(|(k, _, r)| match (k, r) {
@@ -983,8 +1214,15 @@ impl<'a> Builder<'a> {
             _ => None,
         };
 
-        // 13. anything else
-        let unknown = Self::unknown(&values, &PROGRAM_KEYS);
+        // 13. new in 2.0: planned restarts and health checks
+        let schedule = self.schedule(&values, scope);
+        let health_checks = self.health_checks(&values, scope);
+
+        // 14. anything else
+        let unknown: Vec<&Item<'a>> = Self::unknown(&values, &PROGRAM_KEYS)
+            .into_iter()
+            .filter(|i| !i.key().starts_with("HealthCheck:"))
+            .collect();
         if let Some(first) = unknown.first() {
             let names: Vec<&str> = unknown.iter().map(|i| i.key()).collect();
             let at = first.origin().clone();
@@ -1027,6 +1265,8 @@ impl<'a> Builder<'a> {
             stderr: stderr?,
             email_alerts,
             email_interval,
+            schedule,
+            health_checks,
         })
     }
 
@@ -1125,15 +1365,15 @@ impl<'a> Builder<'a> {
         };
         let prefix = format!("{}.", item.key());
         let inner = self.resolve(table, scope, &prefix);
-        m.monitor_after = self.int(&inner, "monitor_after", 30, scope, &prefix);
+        m.monitor_after = self.int_seconds(&inner, "monitor_after", 30, scope, &prefix);
         if let Some(Some((v, origin, _))) = self.scalar(&inner, "activityfile", scope, &prefix) {
             if !v.is_empty() {
                 m.activityfile = Some(self.path(&v, &origin));
             }
         }
-        m.activityfile_limit = self.int(&inner, "activityfile_limit", 120, scope, &prefix);
+        m.activityfile_limit = self.int_seconds(&inner, "activityfile_limit", 120, scope, &prefix);
         m.rss_limit = self.int(&inner, "rss_limit", 0, scope, &prefix);
-        m.check_interval = self.float(&inner, "check_interval", 5.0, scope, &prefix);
+        m.check_interval = self.float_seconds(&inner, "check_interval", 5.0, scope, &prefix);
         if m.check_interval < 0.1 {
             if let Some(Some((_, origin, key))) =
                 self.scalar(&inner, "check_interval", scope, &prefix)
@@ -1165,6 +1405,370 @@ impl<'a> Builder<'a> {
         }
         m
     }
+}
+
+impl<'a> Builder<'a> {
+    // ------------------------------------------------------- health checks (new in 2.0)
+
+    /// Every `[[HealthCheck:NAME]]` of a program, in file order.
+    fn health_checks(&mut self, values: &Values<'_, 'a>, scope: &Scope) -> Vec<CheckSpec> {
+        let mut checks = Vec::new();
+        for (canon, item, resolved) in values {
+            let Some(name) = canon.strip_prefix("HealthCheck:") else {
+                continue;
+            };
+            let key = item.key();
+            let Resolved::Section(table) = resolved else {
+                if !matches!(resolved, Resolved::Failed) {
+                    self.error(
+                        Kind::NotASubsection,
+                        scope,
+                        Some(item.origin()),
+                        Some(key),
+                        format!("{key} must be a subsection, like [[{key}]]"),
+                    );
+                }
+                continue;
+            };
+            let prefix = format!("{key}.");
+            let inner = self.resolve(table, scope, &prefix);
+            if name.is_empty() {
+                self.error(
+                    Kind::InvalidHealthCheck,
+                    scope,
+                    Some(item.origin()),
+                    Some(key),
+                    "A health check needs a name, like [[HealthCheck:http]]".into(),
+                );
+            }
+            let command = match self.scalar(&inner, "command", scope, &prefix) {
+                Some(Some((v, _, _))) if !v.trim().is_empty() => Some(v.trim().to_string()),
+                Some(None) => None,
+                _ => {
+                    self.error(
+                        Kind::InvalidHealthCheck,
+                        scope,
+                        Some(item.origin()),
+                        Some(&format!("{prefix}command")),
+                        format!("Health check {name} has no command."),
+                    );
+                    None
+                }
+            };
+            let positive = |b: &mut Self, k: &str, default: Duration| -> Duration {
+                match b.duration(&inner, k, scope, &prefix) {
+                    Some(d) if d.is_zero() => {
+                        if let Some(Some((_, origin, spelled))) =
+                            b.scalar(&inner, k, scope, &prefix)
+                        {
+                            b.error(
+                                Kind::InvalidRange,
+                                scope,
+                                Some(&origin),
+                                Some(&format!("{prefix}{spelled}")),
+                                format!("{spelled} must be more than 0."),
+                            );
+                        }
+                        default
+                    }
+                    Some(d) => d,
+                    None => default,
+                }
+            };
+            let interval = positive(self, "interval", Duration::from_secs(30));
+            let timeout = positive(self, "timeout", Duration::from_secs(10));
+            let start_period = self
+                .duration(&inner, "start_period", scope, &prefix)
+                .unwrap_or_default();
+            let failures = self.int(&inner, "failures", 3, scope, &prefix).max(1);
+            let repair = match self.scalar(&inner, "repair", scope, &prefix) {
+                Some(Some((v, _, _))) if !v.trim().is_empty() => Some(v.trim().to_string()),
+                _ => None,
+            };
+            let action = match self.scalar(&inner, "action", scope, &prefix) {
+                Some(Some((v, origin, k))) => match v.trim().to_lowercase().as_str() {
+                    "restart" | "" => HealthAction::Restart,
+                    "alert" => HealthAction::Alert,
+                    "none" => HealthAction::None,
+                    other => {
+                        self.error(
+                            Kind::InvalidHealthCheck,
+                            scope,
+                            Some(&origin),
+                            Some(&format!("{prefix}{k}")),
+                            format!("action must be restart, alert or none, not \"{other}\"."),
+                        );
+                        HealthAction::Restart
+                    }
+                },
+                _ => HealthAction::Restart,
+            };
+            let unknown = Self::unknown(&inner, &HEALTH_KEYS);
+            if let Some(first) = unknown.first() {
+                let names: Vec<&str> = unknown.iter().map(|i| i.key()).collect();
+                let at = first.origin().clone();
+                self.error(
+                    Kind::UnknownHealthCheckKeys,
+                    scope,
+                    Some(&at),
+                    None,
+                    format!(
+                        "Unknown configuration options in {key} section: {}",
+                        py_list_repr(&names)
+                    ),
+                );
+            }
+            if let Some(command) = command {
+                checks.push(CheckSpec {
+                    name: name.to_string(),
+                    command,
+                    interval,
+                    timeout,
+                    start_period,
+                    failures: u32::try_from(failures).unwrap_or(u32::MAX),
+                    repair,
+                    action,
+                });
+            }
+        }
+        checks
+    }
+
+    // -------------------------------------------------------------- groups (new in 2.0)
+
+    /// Every `[Group:NAME]` at the top of any file, checked against the programs.
+    fn groups(
+        &mut self,
+        programs: &[ProgramConfig],
+        main_windows: Option<&Windows>,
+    ) -> Vec<GroupConfig> {
+        let mut groups: Vec<GroupConfig> = Vec::new();
+        let files = self.files;
+        for (fi, file) in files.iter().enumerate() {
+            let Some(root) = file.tree.section(ROOT) else {
+                continue;
+            };
+            for e in &root.entries {
+                if let Some(name) = e.key.strip_prefix("Group:") {
+                    self.errors.push(
+                        ConfigError::new(
+                            Kind::NotASection,
+                            file.path.clone(),
+                            format!("Group:{name} must be a section, like [Group:{name}]"),
+                        )
+                        .at_line(e.line)
+                        .for_key(e.key.clone()),
+                    );
+                }
+            }
+            for &c in &root.children {
+                let Some(sec) = file.tree.section(c) else {
+                    continue;
+                };
+                let Some(name) = sec.name.strip_prefix("Group:") else {
+                    continue;
+                };
+                let scope = Scope {
+                    label: sec.name.clone(),
+                    file: file.path.clone(),
+                    line: sec.line,
+                };
+                let here = Location {
+                    file: file.path.clone(),
+                    line: sec.line,
+                };
+                let table = Table::from_section(files, fi, c, false, None);
+                if let Some(g) = self.group(name, &table, here, &scope, programs, &groups) {
+                    let mut g = g;
+                    if g.schedule.windows.is_none() {
+                        g.schedule.windows = main_windows.cloned();
+                    }
+                    groups.push(g);
+                }
+            }
+        }
+        groups
+    }
+
+    fn group(
+        &mut self,
+        name: &str,
+        table: &Table<'a>,
+        defined_at: Location,
+        scope: &Scope,
+        programs: &[ProgramConfig],
+        earlier: &[GroupConfig],
+    ) -> Option<GroupConfig> {
+        let before = self.errors.len();
+        let values = self.resolve(table, scope, "");
+        let bad = |b: &mut Self, at: Option<&Origin>, key: Option<&str>, message: String| {
+            b.error(Kind::InvalidGroup, scope, at, key, message);
+        };
+        if name.is_empty() {
+            bad(self, None, None, "Group defined without a name.".into());
+        } else if name == "all" {
+            bad(
+                self,
+                None,
+                None,
+                "A group cannot be called \"all\": usrsvc ACTION all means every program.".into(),
+            );
+        } else if programs.iter().any(|p| p.name == name) {
+            bad(
+                self,
+                None,
+                None,
+                format!("Group \"{name}\" has the name of a program; usrsvc ACTION {name} must mean one thing."),
+            );
+        }
+        if let Some(first) = earlier.iter().find(|g| g.name == name) {
+            bad(
+                self,
+                None,
+                None,
+                format!(
+                    "Group \"{name}\" is defined more than once: first at {}:{}",
+                    first.defined_at.file.display(),
+                    first.defined_at.line
+                ),
+            );
+        }
+        let mut members: Vec<String> = Vec::new();
+        match self.text(&values, "programs", scope, "") {
+            Some((v, origin, key)) => {
+                for m in v.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+                    if !programs.iter().any(|p| p.name == m) {
+                        bad(
+                            self,
+                            Some(&origin),
+                            Some(&key),
+                            format!("Group \"{name}\" names a program that is not defined: {m}"),
+                        );
+                    } else if members.iter().any(|x| x == m) {
+                        bad(
+                            self,
+                            Some(&origin),
+                            Some(&key),
+                            format!("Group \"{name}\" names {m} twice."),
+                        );
+                    } else {
+                        members.push(m.to_string());
+                    }
+                }
+                if members.is_empty() && self.errors.len() == before {
+                    bad(
+                        self,
+                        Some(&origin),
+                        Some(&key),
+                        format!("Group \"{name}\" has no programs."),
+                    );
+                }
+            }
+            None => bad(
+                self,
+                None,
+                Some("programs"),
+                format!("Group \"{name}\" has no programs = ... key."),
+            ),
+        }
+        let sequence = match self.text(&values, "sequence", scope, "") {
+            Some((v, origin, key)) if !v.trim().is_empty() => match parse_sequence(&v, &members) {
+                Ok(steps) => Some(steps),
+                Err(e) => {
+                    bad(
+                        self,
+                        Some(&origin),
+                        Some(&key),
+                        format!("Invalid sequence: {e}"),
+                    );
+                    None
+                }
+            },
+            _ => None,
+        };
+        let min_ok = self.int(&values, "min_ok", 0, scope, "");
+        if min_ok > 0
+            && usize::try_from(min_ok).map_or(true, |n| n >= members.len())
+            && !members.is_empty()
+        {
+            if let Some(Some((_, origin, key))) = self.scalar(&values, "min_ok", scope, "") {
+                bad(
+                    self,
+                    Some(&origin),
+                    Some(&key),
+                    format!(
+                        "min_ok ({min_ok}) must be less than the number of programs in the group ({}): otherwise no planned restart could ever start.",
+                        members.len()
+                    ),
+                );
+            }
+        }
+        let schedule = self.schedule(&values, scope);
+        let unknown = Self::unknown(&values, &GROUP_KEYS);
+        if let Some(first) = unknown.first() {
+            let names: Vec<&str> = unknown.iter().map(|i| i.key()).collect();
+            let at = first.origin().clone();
+            self.error(
+                Kind::UnknownGroupKeys,
+                scope,
+                Some(&at),
+                None,
+                format!("Unknown config options in group: {}", py_list_repr(&names)),
+            );
+        }
+        if self.errors.len() != before {
+            return None;
+        }
+        Some(GroupConfig {
+            name: name.to_string(),
+            defined_at,
+            programs: members,
+            sequence,
+            min_ok,
+            schedule,
+        })
+    }
+}
+
+/// `"stop cmsd, wait 300, restart xrootd, start cmsd"`: every step names a member.
+fn parse_sequence(text: &str, members: &[String]) -> Result<Vec<Step>, String> {
+    let mut steps = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let mut words = part.split_whitespace();
+        let (Some(verb), Some(arg), None) = (words.next(), words.next(), words.next()) else {
+            return Err(format!(
+                "\"{part}\": each step is \"start NAME\", \"stop NAME\", \"restart NAME\" or \"wait DURATION\""
+            ));
+        };
+        let member = |arg: &str| {
+            if members.iter().any(|m| m == arg) {
+                Ok(arg.to_string())
+            } else {
+                Err(format!(
+                    "\"{part}\": {arg} is not one of the group's programs"
+                ))
+            }
+        };
+        steps.push(match verb {
+            "start" => Step::Start(member(arg)?),
+            "stop" => Step::Stop(member(arg)?),
+            "restart" => Step::Restart(member(arg)?),
+            "wait" => Step::Wait(
+                parse_duration(arg)
+                    .map_err(|e| format!("\"{part}\": {e}"))?
+                    .as_secs_f64(),
+            ),
+            other => {
+                return Err(format!(
+                    "\"{part}\": unknown step {other}; use start, stop, restart or wait"
+                ))
+            }
+        });
+    }
+    if steps.is_empty() {
+        return Err("no steps".into());
+    }
+    Ok(steps)
 }
 
 fn interpolation_kind(e: &InterpolationError) -> Kind {
@@ -1223,6 +1827,7 @@ fn unclosed_paren(re: &str) -> Option<usize> {
 mod tests {
     use super::super::syntax::parse_bytes;
     use super::*;
+    use crate::health::HealthAction;
 
     /// A system where only the listed paths exist.
     #[derive(Default)]
@@ -1370,6 +1975,199 @@ mod tests {
 
         let e = errors(&[main_with(&format!("{PROG}stable_seconds = soon\n"))]);
         assert_eq!(e[0].kind, Kind::InvalidFloat);
+    }
+
+    #[test]
+    fn planned_restart_keys_new_in_2_0() {
+        let c = ok(&[main_with(&format!(
+            "restart_windows = Mon-Fri 01:00-05:00, Sat-Sun 00:00-24:00\n\
+             kill_switch_file = ~/FREEZE\nrequire_reason = true\n\
+             audit_syslog = udp://127.0.0.1:514\n\
+             {PROG}restart_every = 3d\nrestart_at = Sun 03:30, Wed 03:30\nrestart_jitter = 15m\n\
+             restart_delay = 2m\nterm_to_kill_seconds = 1.5\n\
+             [[HealthCheck:http]]\ncommand = curl -fs localhost:8080\ninterval = 1m\nfailures = 2\nrepair = ./fix\naction = alert\n\
+             [[HealthCheck:disk]]\ncommand = df\n\
+             [Program:q]\ncommand = sleep 2\npidfile = q.pid\nstdout = logs/q.out\nrestart_windows = \"22:00-02:00\"\n"
+        ))]);
+        let m = &c.main;
+        assert_eq!(m.kill_switch_file, Some(PathBuf::from("/home/u/FREEZE")));
+        assert!(m.require_reason);
+        assert_eq!(m.audit_syslog.as_deref(), Some("udp://127.0.0.1:514"));
+        assert_eq!(m.audit_log, None);
+        let p = c.program("p").expect("p");
+        assert_eq!(p.schedule.every, Some(Duration::from_secs(3 * 86_400)));
+        assert_eq!(p.schedule.jitter, Duration::from_secs(900));
+        assert!(p.schedule.at.is_some());
+        // No windows of its own: [Main]'s.
+        assert_eq!(p.schedule.windows, m.restart_windows);
+        assert!(m.restart_windows.is_some());
+        // Durations with units on 1.5.13's keys too.
+        assert_eq!((p.restart_delay, p.term_to_kill_seconds), (120, 1.5));
+        let names: Vec<&str> = p.health_checks.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["http", "disk"]);
+        let http = &p.health_checks[0];
+        assert_eq!(
+            (http.interval, http.failures, http.repair.as_deref()),
+            (Duration::from_secs(60), 2, Some("./fix"))
+        );
+        assert_eq!(http.action, HealthAction::Alert);
+        let disk = &p.health_checks[1];
+        assert_eq!(
+            (
+                disk.interval,
+                disk.timeout,
+                disk.start_period,
+                disk.failures
+            ),
+            (
+                Duration::from_secs(30),
+                Duration::from_secs(10),
+                Duration::ZERO,
+                3
+            )
+        );
+        assert_eq!(disk.action, HealthAction::Restart);
+        let q = c.program("q").expect("q");
+        assert!(q.schedule.is_empty());
+        assert_ne!(q.schedule.windows, m.restart_windows, "its own windows");
+    }
+
+    #[test]
+    fn planned_restart_keys_rejected_with_their_place() {
+        let cases: [(&str, Kind, usize, &str); 8] = [
+            (
+                "restart_every = 5x\n",
+                Kind::InvalidDuration,
+                6,
+                "restart_every",
+            ),
+            (
+                "restart_at = 25:00\n",
+                Kind::InvalidSchedule,
+                6,
+                "restart_at",
+            ),
+            (
+                "restart_windows = Mon 05:00\n",
+                Kind::InvalidSchedule,
+                6,
+                "restart_windows",
+            ),
+            (
+                "restart_delay = 5 minutes\n",
+                Kind::InvalidDuration,
+                6,
+                "restart_delay",
+            ),
+            (
+                "[[HealthCheck:h]]\ninterval = 1m\n",
+                Kind::InvalidHealthCheck,
+                6,
+                "HealthCheck:h.command",
+            ),
+            (
+                "[[HealthCheck:h]]\ncommand = x\naction = reboot\n",
+                Kind::InvalidHealthCheck,
+                8,
+                "HealthCheck:h.action",
+            ),
+            (
+                "[[HealthCheck:h]]\ncommand = x\ntimeout = 0\n",
+                Kind::InvalidRange,
+                8,
+                "HealthCheck:h.timeout",
+            ),
+            (
+                "[[HealthCheck:h]]\ncommand = x\nretries = 3\n",
+                Kind::UnknownHealthCheckKeys,
+                8,
+                "",
+            ),
+        ];
+        for (text, kind, line, key) in cases {
+            let e = errors(&[main_with(&format!("{PROG}{text}"))]);
+            assert_eq!(e.len(), 1, "{text}: {e:?}");
+            assert_eq!((e[0].kind, e[0].line), (kind, Some(line)), "{text}: {e:?}");
+            if !key.is_empty() {
+                assert_eq!(e[0].key.as_deref(), Some(key), "{text}");
+            }
+            assert!(
+                e[0].to_string().starts_with("/home/u/usrsvc.cfg:"),
+                "{}",
+                e[0]
+            );
+        }
+        // 1.5.13's own message for a value without a unit.
+        let e = errors(&[main_with(&format!("{PROG}restart_delay = soon\n"))]);
+        assert_eq!(e[0].kind, Kind::InvalidInt);
+        let e = errors(&[main_with(&format!("audit_syslog = http://x\n{PROG}"))]);
+        assert_eq!((e[0].kind, e[0].line), (Kind::InvalidSyslog, Some(2)));
+    }
+
+    #[test]
+    fn groups_name_their_members_in_order() {
+        let two =
+            format!("{PROG}[Program:q]\ncommand = sleep 2\npidfile = q.pid\nstdout = logs/q.out\n");
+        let c = ok(&[main_with(&format!(
+            "{two}[Group:g]\nprograms = q, p\nsequence = stop q, wait 5m, restart p, start q\nmin_ok = 1\nrestart_at = 03:30\n"
+        ))]);
+        let g = c.group("g").expect("g");
+        assert_eq!(g.programs, ["q", "p"]);
+        assert_eq!(
+            g.sequence.as_deref(),
+            Some(
+                &[
+                    Step::Stop("q".into()),
+                    Step::Wait(300.0),
+                    Step::Restart("p".into()),
+                    Step::Start("q".into())
+                ][..]
+            )
+        );
+        assert_eq!(g.min_ok, 1);
+        assert!(g.schedule.at.is_some());
+        assert_eq!(c.groups_of("p").count(), 1);
+
+        let bad: [(&str, &str); 7] = [
+            ("[Group:g]\nprograms = p, nope\n", "not defined: nope"),
+            ("[Group:g]\nprograms = p, p\n", "names p twice"),
+            ("[Group:p]\nprograms = q\n", "the name of a program"),
+            ("[Group:all]\nprograms = q\n", "cannot be called \"all\""),
+            (
+                "[Group:g]\nprograms = p, q\nsequence = reboot p\n",
+                "unknown step reboot",
+            ),
+            (
+                "[Group:g]\nprograms = p\nsequence = start q\n",
+                "q is not one of the group's programs",
+            ),
+            (
+                "[Group:g]\nprograms = p, q\nmin_ok = 2\n",
+                "min_ok (2) must be less",
+            ),
+        ];
+        for (text, want) in bad {
+            let e = errors(&[main_with(&format!("{two}{text}"))]);
+            assert!(
+                e.iter()
+                    .any(|e| e.to_string().contains(want) && e.line.is_some()),
+                "{text}: {e:?}"
+            );
+        }
+        let e = errors(&[main_with(&format!(
+            "{two}[Group:g]\nprograms = p\nwhatever = 1\n"
+        ))]);
+        assert_eq!(e[0].kind, Kind::UnknownGroupKeys);
+        let e = errors(&[
+            main_with(&format!("{two}[Group:g]\nprograms = p\n")),
+            file("/home/u/more.cfg", "[Group:g]\nprograms = q\n"),
+        ]);
+        assert!(
+            e.iter().any(|e| e
+                .to_string()
+                .contains("defined more than once: first at /home/u/usrsvc.cfg:10")),
+            "{e:?}"
+        );
     }
 
     #[test]

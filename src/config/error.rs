@@ -90,6 +90,21 @@ pub enum ConfigErrorKind {
     DuplicateDefaults,
     /// `defaults = x` without a `[DefaultSettings:x]`.
     UnknownDefaults,
+    /// New in 2.0: a duration that is neither seconds nor a number with s, m, h or d.
+    InvalidDuration,
+    /// New in 2.0: `restart_at` or `restart_windows` that does not parse.
+    InvalidSchedule,
+    /// New in 2.0: `audit_syslog` that is not unix:PATH, udp://HOST:PORT or tcp://HOST:PORT.
+    InvalidSyslog,
+    /// New in 2.0: an unknown key in `[[HealthCheck:NAME]]`.
+    UnknownHealthCheckKeys,
+    /// New in 2.0: `[[HealthCheck:NAME]]` without a command, or with an unknown action.
+    InvalidHealthCheck,
+    /// New in 2.0: an unknown key in `[Group:NAME]`.
+    UnknownGroupKeys,
+    /// New in 2.0: a group that is defined twice, has no name, clashes with a program or
+    /// `all`, names a program that does not exist, or has a bad `sequence` or `min_ok`.
+    InvalidGroup,
 }
 
 /// One problem in the configuration.

@@ -28,7 +28,8 @@ use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors};
 pub use model::{
-    Config, Location, LogTarget, MainConfig, MonitoringConfig, ProgramConfig, SmtpConfig,
+    Config, GroupConfig, Location, LogTarget, MainConfig, MonitoringConfig, ProgramConfig,
+    SmtpConfig, Step,
 };
 pub use shlex::shlex_split;
 

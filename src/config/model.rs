@@ -7,6 +7,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::health::CheckSpec;
+use crate::schedule::{Schedule, Windows};
+
 /// The whole configuration: `[Main]` and every program, in the order the original iterates
 /// them (file order, then section order within a file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -16,6 +19,8 @@ pub struct Config {
     pub files: Vec<PathBuf>,
     pub main: MainConfig,
     pub programs: Vec<ProgramConfig>,
+    /// New in 2.0: `[Group:NAME]`, in file order.
+    pub groups: Vec<GroupConfig>,
     /// Things the original printed while parsing (without its timestamp).
     pub warnings: Vec<String>,
 }
@@ -24,10 +29,21 @@ impl Config {
     pub fn program(&self, name: &str) -> Option<&ProgramConfig> {
         self.programs.iter().find(|p| p.name == name)
     }
+
+    pub fn group(&self, name: &str) -> Option<&GroupConfig> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+
+    /// The groups `program` is a member of.
+    pub fn groups_of<'c>(&'c self, program: &'c str) -> impl Iterator<Item = &'c GroupConfig> {
+        self.groups
+            .iter()
+            .filter(move |g| g.programs.iter().any(|p| p == program))
+    }
 }
 
 /// `[Main]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MainConfig {
     pub config_dir: Option<PathBuf>,
     pub pidfile: PathBuf,
@@ -37,6 +53,19 @@ pub struct MainConfig {
     pub sendmail_path: Option<PathBuf>,
     /// New in 2.0: alerts go by SMTP when `smtp_host` is set, else through `sendmail_path`.
     pub smtp: Option<SmtpConfig>,
+    /// New in 2.0: planned restarts of programs and groups without `restart_windows` of their
+    /// own happen only inside these.
+    pub restart_windows: Option<Windows>,
+    /// New in 2.0: while this file exists, no planned, monitor or health restart happens and
+    /// `usrsvc start|stop|restart|signal` refuse without `--force`.
+    pub kill_switch_file: Option<PathBuf>,
+    /// New in 2.0: `usrsvc start|stop|restart|signal` refuse without `--reason`.
+    pub require_reason: bool,
+    /// New in 2.0: the audit trail; `None` = `audit.log` in the state directory (decided at
+    /// run time: the config does no I/O).
+    pub audit_log: Option<PathBuf>,
+    /// New in 2.0: also send each audit record as RFC 5424 syslog here (validated form).
+    pub audit_syslog: Option<String>,
 }
 
 /// `smtp_host`, `smtp_port` (25), `smtp_from` (default `<user>@<host>`), `smtp_starttls`
@@ -106,6 +135,49 @@ pub struct ProgramConfig {
     /// New in 2.0: at most one mail per program per this many seconds (300); what happens in
     /// between is summarised in the next mail.
     pub email_interval: u64,
+    /// New in 2.0: `restart_every`, `restart_at`, `restart_jitter`, `restart_windows` (the
+    /// program's own, else `[Main]`'s).
+    pub schedule: Schedule,
+    /// New in 2.0: `[[HealthCheck:NAME]]`, in file order.
+    pub health_checks: Vec<CheckSpec>,
+}
+
+/// New in 2.0: one `[Group:NAME]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupConfig {
+    pub name: String,
+    pub defined_at: Location,
+    /// Members, in start order (stop goes in reverse); each is a defined program.
+    pub programs: Vec<String>,
+    /// An ordered restart; `None` = rolling (one member at a time, the next once the previous
+    /// is up and healthy).
+    pub sequence: Option<Vec<Step>>,
+    /// A planned restart that would leave fewer members up and healthy is held back (0 = no
+    /// limit).
+    pub min_ok: u64,
+    /// The group's own schedule (windows: its own, else `[Main]`'s).
+    pub schedule: Schedule,
+}
+
+/// One step of a group's `sequence`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Step {
+    Start(String),
+    Stop(String),
+    Restart(String),
+    /// Seconds.
+    Wait(f64),
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Start(p) => write!(f, "start {p}"),
+            Step::Stop(p) => write!(f, "stop {p}"),
+            Step::Restart(p) => write!(f, "restart {p}"),
+            Step::Wait(s) => write!(f, "wait {s}"),
+        }
+    }
 }
 
 /// `[[Monitoring]]` (or its synonym `[[Monitor]]`).

@@ -31,3 +31,12 @@ pub fn clear_stopped(name: &str) -> std::io::Result<()> {
 pub fn is_stopped(name: &str) -> bool {
     marker(name).is_some_and(|p| p.exists())
 }
+
+/// `[Main] kill_switch_file`, when it is set and the file exists: then no planned, monitor or
+/// health restart happens, and `usrsvc` acts only with `--force`. Whatever the file holds is
+/// ignored: its existence is the switch, so `touch` is all an operator in a hurry needs.
+pub fn kill_switch(config: &crate::config::Config) -> Option<&std::path::Path> {
+    let path = config.main.kill_switch_file.as_deref()?;
+    // symlink_metadata: a dangling symlink is still a switch someone put there.
+    std::fs::symlink_metadata(path).is_ok().then_some(path)
+}

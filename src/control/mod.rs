@@ -2,6 +2,8 @@
 //! one program, under that program's lock. Everything here identifies a process (pid + uid +
 //! start time + cmdline) before acting on it, and acts through a pidfd.
 
+pub mod audit;
+pub mod group;
 pub mod hold;
 pub mod identify;
 pub mod lock;
@@ -16,6 +18,8 @@ use std::time::Duration;
 pub use identify::{find_running, Mode};
 pub use lock::{runtime_dir, LockError, ProgramLock};
 pub use report::{process_dict, Report};
+
+pub use crate::audit::Trigger;
 
 use crate::config::{Config, ProgramConfig};
 use crate::exit::ReturnCode;
@@ -69,9 +73,11 @@ impl Outcome {
 }
 
 /// Keeps the operator-stop mark in step with the action, under the program's lock. Some when
-/// the action must not go on.
-fn mark(action: Action, name: &str, by: Actor, report: &dyn Report) -> Option<Outcome> {
-    match (action, by) {
+/// the action must not go on. (A `stop` step of an operator's group `sequence` marks too, and
+/// its `start` step clears the mark: a sequence cut short leaves the member stopped, as the
+/// operator left it.)
+fn mark(action: Action, name: &str, req: &Request<'_>, report: &dyn Report) -> Option<Outcome> {
+    match (action, req.by) {
         (Action::Status, _) => None,
         (Action::Stop, Actor::Operator) => {
             if let Err(e) = hold::mark_stopped(name) {
@@ -125,19 +131,38 @@ pub enum Actor {
     Daemon,
 }
 
+/// Who asks for an action and why: what the audit trail records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request<'r> {
+    pub by: Actor,
+    pub trigger: Trigger,
+    pub reason: Option<&'r str>,
+}
+
+impl<'r> Request<'r> {
+    /// `usrsvc ACTION NAME [--reason TEXT]`.
+    pub fn cli(reason: Option<&'r str>) -> Request<'r> {
+        Request {
+            by: Actor::Operator,
+            trigger: Trigger::Cli,
+            reason,
+        }
+    }
+}
+
 /// Runs `action` on the program `name`: the single-program path of `usrsvc ACTION NAME`.
 /// `status` never waits behind another command's lock: when the lock is taken it only looks.
 pub fn run(config: &Config, action: Action, name: &str, report: &dyn Report) -> Outcome {
-    run_as(config, action, name, report, Actor::Operator)
+    run_as(config, action, name, report, &Request::cli(None))
 }
 
-/// `run` on behalf of `by`.
+/// `run` on behalf of `req.by`, recorded in the audit trail with `req`'s trigger and reason.
 pub fn run_as(
     config: &Config,
     action: Action,
     name: &str,
     report: &dyn Report,
-    by: Actor,
+    req: &Request<'_>,
 ) -> Outcome {
     let Some(prog) = config.program(name) else {
         report.error(&format!("No such program: {name}"));
@@ -189,15 +214,43 @@ pub fn run_as(
             return Outcome::no_process(ReturnCode::InsufficientPermissions);
         }
     };
-    if let Some(outcome) = mark(action, name, by, report) {
+    if let Some(outcome) = mark(action, name, req, report) {
         return outcome;
     }
     let outcome = match action {
-        Action::Start => start::start(prog, &matcher, report),
-        Action::Stop => Outcome::no_process(stop::stop(prog, &matcher, report)),
+        Action::Start => {
+            let (outcome, fresh) = start::start_fresh(prog, &matcher, report);
+            let launched = outcome.process.as_ref().map(|p| p.pid);
+            let result = match (fresh, outcome.code.is_success()) {
+                (false, _) => "already running",
+                (true, true) => "ok",
+                (true, false) => "failed",
+            };
+            let old = if fresh { None } else { launched };
+            audit::record(config, name, "start", req, result, old, launched, report);
+            outcome
+        }
+        Action::Stop => {
+            let (code, old) = stop::stop_found(prog, &matcher, report);
+            let result = match (code.is_success(), old) {
+                (true, Some(_)) => "ok",
+                (true, None) => "not running",
+                (false, _) => "failed",
+            };
+            audit::record(config, name, "stop", req, result, old, None, report);
+            Outcome::no_process(code)
+        }
         Action::Restart => {
-            stop::stop(prog, &matcher, report);
-            start::start(prog, &matcher, report)
+            let (_, old) = stop::stop_found(prog, &matcher, report);
+            let outcome = start::start(prog, &matcher, report);
+            let result = if outcome.code.is_success() {
+                "ok"
+            } else {
+                "failed"
+            };
+            let new = outcome.process.as_ref().map(|p| p.pid);
+            audit::record(config, name, "restart", req, result, old, new, report);
+            outcome
         }
         Action::Status => {
             let mode = if lock.is_some() {
@@ -228,4 +281,116 @@ pub fn run_as(
         ));
     }
     outcome
+}
+
+/// A signal as an operator writes it: `QUIT`, `SIGQUIT`, `quit` or `3`.
+pub fn parse_signal(text: &str) -> Option<rustix::process::Signal> {
+    let t = text.trim();
+    if let Ok(n) = t.parse::<i32>() {
+        return rustix::process::Signal::from_named_raw(n);
+    }
+    let upper = t.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    let sig: nix::sys::signal::Signal = name.parse().ok()?;
+    rustix::process::Signal::from_named_raw(sig as i32)
+}
+
+/// `usrsvc signal NAME SIGNAL`: sends `signal` to the program's process once it is identified
+/// (pidfile or scan, uid, start time, command line), through a pidfd opened before the last
+/// identity check, under the program's lock so it never lands on a process half-way through a
+/// restart. Audited as `signal:NAME`.
+pub fn send_signal(
+    config: &Config,
+    name: &str,
+    signal: rustix::process::Signal,
+    report: &dyn Report,
+    req: &Request<'_>,
+) -> Outcome {
+    let Some(prog) = config.program(name) else {
+        report.error(&format!("No such program: {name}"));
+        return Outcome::no_process(ReturnCode::ProgramUndefined);
+    };
+    let sig_name = nix::sys::signal::Signal::try_from(signal.as_raw())
+        .map(|s| s.as_str().trim_start_matches("SIG").to_string())
+        .unwrap_or_else(|_| signal.as_raw().to_string());
+    let action = format!("signal:{sig_name}");
+    let matcher = match Matcher::new(&prog.command, prog.useshell, prog.proctitle_re.as_deref()) {
+        Ok(m) => m,
+        Err(e) => {
+            report.error(&format!("({name}) - Cannot build a matcher: {e}"));
+            return Outcome::no_process(ReturnCode::InvalidConfig);
+        }
+    };
+    let _lock = match ProgramLock::acquire(name, lock_timeout(prog)) {
+        Ok(lock) => lock,
+        Err(LockError::Timeout) => {
+            report.error(&format!(
+                "Cannot acquire lock for {name}. Is something else looping trying to access it? Try the command again."
+            ));
+            return Outcome::no_process(ReturnCode::TryAgain);
+        }
+        Err(e) => {
+            report.error(&format!("({name}) - {e}"));
+            return Outcome::no_process(ReturnCode::InsufficientPermissions);
+        }
+    };
+    let Some(p) = find_running(prog, &matcher, Mode::Repair, report) else {
+        report.error(&format!("{name} is NOT running; no signal sent."));
+        audit::record(
+            config,
+            name,
+            &action,
+            req,
+            "not running",
+            None,
+            None,
+            report,
+        );
+        return Outcome::no_process(ReturnCode::GeneralFailure);
+    };
+    let sent = match signal::Pidfd::open_verified(&p) {
+        Ok(Some(fd)) => fd.signal(signal).map_err(|e| e.to_string()),
+        Ok(None) => Err("it exited or is no longer the same process".to_string()),
+        Err(e) => Err(format!("cannot open a pidfd: {e}")),
+    };
+    match sent {
+        Ok(()) => {
+            report.info(&format!("Sent SIG{sig_name} to {name} [{}]", p.pid));
+            audit::record(
+                config,
+                name,
+                &action,
+                req,
+                "ok",
+                Some(p.pid),
+                Some(p.pid),
+                report,
+            );
+            Outcome {
+                code: ReturnCode::Success,
+                process: Some(p),
+            }
+        }
+        Err(e) => {
+            report.error(&format!(
+                "({name}) - SIG{sig_name} not sent to [{}]: {e}",
+                p.pid
+            ));
+            audit::record(
+                config,
+                name,
+                &action,
+                req,
+                "failed",
+                Some(p.pid),
+                None,
+                report,
+            );
+            Outcome::no_process(ReturnCode::GeneralFailure)
+        }
+    }
 }

@@ -16,6 +16,14 @@ pub trait Report: Sync {
     fn debug(&self, _msg: &str) {}
 }
 
+/// A sink that drops everything: for looking without speaking (health-check targets).
+pub struct Silent;
+
+impl Report for Silent {
+    fn info(&self, _msg: &str) {}
+    fn error(&self, _msg: &str) {}
+}
+
 /// The dict usrsvc 1.5.13 printed for a process, byte for byte:
 /// `{'pid': 9091, 'cmdline': 'sleep 1000', 'executable': 'sleep', 'args': ['1000'], 'running': True}`.
 pub fn process_dict(p: &ProcInfo) -> String {

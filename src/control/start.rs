@@ -27,18 +27,28 @@ const STDERR_TAIL_LINES: usize = 10;
 
 /// Starts `prog` unless it already runs. The caller holds the program's lock.
 pub fn start(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> Outcome {
+    start_fresh(prog, matcher, report).0
+}
+
+/// `start`, also saying whether it launched (false: it was already running).
+pub fn start_fresh(
+    prog: &ProgramConfig,
+    matcher: &Matcher,
+    report: &dyn Report,
+) -> (Outcome, bool) {
     if let Some(running) = find_running(prog, matcher, Mode::Repair, report) {
         report.info(&format!(
             "Program {} is already running:\n\n{}\n",
             prog.name,
             process_dict(&running)
         ));
-        return Outcome {
+        let outcome = Outcome {
             code: ReturnCode::Success,
             process: Some(running),
         };
+        return (outcome, false);
     }
-    launch(prog, matcher, report)
+    (launch(prog, matcher, report), true)
 }
 
 fn open_append(path: &Path) -> std::io::Result<File> {

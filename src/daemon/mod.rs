@@ -11,6 +11,7 @@
 pub mod instance;
 pub mod log;
 pub mod monitor;
+pub mod planned;
 pub mod policy;
 pub mod supervise;
 

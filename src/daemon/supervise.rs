@@ -24,11 +24,15 @@ use rustix::event::{PollFd, PollFlags};
 use super::instance::{self, Instance};
 use super::log::Log;
 use super::monitor;
+use super::planned::{self, Planned};
 use super::policy::{decide, Down, LeaveReason, Policy, Verdict};
 use crate::alert::{AlertEvent, AlertKind, Alerts, Deliverer};
 use crate::config::{Config, ProgramConfig};
 use crate::control::signal::Pidfd;
-use crate::control::{find_running, hold, identify, Action, Mode, ProgramLock, Report};
+use crate::control::{
+    find_running, group, hold, identify, Action, Mode, ProgramLock, Report, Trigger,
+};
+use crate::health;
 use crate::proc::{self, Matcher, ProcInfo};
 
 /// `usrsvcd status` reads the daemon's view of its programs from this file.
@@ -42,6 +46,19 @@ const MONITOR_STALL: Duration = Duration::from_secs(30);
 const TRIM_AFTER: Duration = Duration::from_secs(1);
 /// How soon a program whose lock is held (a `usrsvc` command at work) is looked at again.
 const BUSY_RECHECK: Duration = Duration::from_millis(200);
+/// How soon a planned restart that something holds back (kill switch, `min_ok`, a group
+/// restart under way) is tried again.
+const PLAN_RETRY: Duration = Duration::from_secs(5);
+/// The longest a planned-restart timer sleeps before the wall clock is read again (a clock
+/// step or a suspend must not make a restart late by more than this).
+const PLAN_LOOK: Duration = Duration::from_secs(3600);
+/// The first wait after a failed planned group restart; it doubles up to `GROUP_RETRY_MAX`.
+const GROUP_RETRY_BASE: Duration = Duration::from_secs(60);
+const GROUP_RETRY_MAX: Duration = Duration::from_secs(3600);
+/// The worker action of a group restart.
+pub const GROUP_RESTART: &str = "restart-group";
+/// `workers` entries of group restarts are named so.
+const GROUP_WORKER: &str = "\0group:";
 /// How often the pidfile of a program that is down is read, to notice a start by other means
 /// (`usrsvc start` also nudges the daemon, which then looks at once).
 const DOWN_RECHECK: Duration = Duration::from_secs(5);
@@ -113,8 +130,11 @@ struct Run {
     pidfd: Option<Pidfd>,
     /// The process's real start time on the monotonic clock.
     started: Instant,
-    /// A monitor asked for a restart; it happens at this time (the back-off).
-    restart_at: Option<(Instant, String)>,
+    /// A monitor or health check asked for a restart; it happens at this time (the
+    /// back-off), for this reason and trigger.
+    restart_at: Option<(Instant, String, Trigger)>,
+    /// The next planned restart (`restart_every`, `restart_at`), and when to look at it.
+    plan: Option<(Instant, Box<Planned>)>,
     monitor_at: Option<Instant>,
     /// Its monitors are running in the monitor thread.
     monitor_pending: bool,
@@ -137,6 +157,33 @@ struct Prog {
     /// When a watched process that was the daemon's descendant exited (cleared by the next
     /// start).
     own_exit: Option<Instant>,
+    /// The trigger of the worker at work (for the audit trail and the policy).
+    trigger: Trigger,
+    /// The last verdict of each health check, by check name.
+    health: BTreeMap<String, HealthSeen>,
+    /// Why the due planned restart waits (logged once per cause).
+    held: Option<String>,
+    /// A monitor or health restart was refused by the kill switch (logged once).
+    switch_logged: bool,
+}
+
+/// A health check's last verdict, for `status`.
+#[derive(Debug, Clone, PartialEq)]
+struct HealthSeen {
+    status: health::Status,
+    detail: String,
+    at: chrono::DateTime<chrono::Local>,
+}
+
+/// A group with a schedule: its next planned restart and its worker.
+#[derive(Debug, Default)]
+struct GroupState {
+    plan: Option<(Instant, Box<Planned>)>,
+    held: Option<String>,
+    worker: Option<u32>,
+    failures: u32,
+    /// Not before this (back-off after a failed group restart).
+    not_before: Option<Instant>,
 }
 
 impl Prog {
@@ -156,6 +203,10 @@ impl Prog {
             cause: String::new(),
             restarts: 0,
             own_exit: None,
+            trigger: Trigger::Crash,
+            health: BTreeMap::new(),
+            held: None,
+            switch_logged: false,
         }
     }
 
@@ -200,6 +251,16 @@ pub struct Daemon {
     published_signature: Vec<(u8, i32, u32, u64, bool)>,
     /// Start-up pages were given back (`instance::trim_startup_pages`).
     trimmed: bool,
+    /// The health-check thread, started when a running program has checks.
+    health: Option<health::Watcher>,
+    /// Changes of health verdicts, so `publish_state` notices them.
+    health_gen: u64,
+    /// Groups that have a schedule.
+    groups: BTreeMap<String, GroupState>,
+    /// The group plans must be computed again (a member started or stopped).
+    groups_dirty: bool,
+    /// The host name, part of the jitter's seed.
+    host: String,
 }
 
 impl Daemon {
@@ -235,6 +296,13 @@ impl Daemon {
             published: String::new(),
             published_signature: Vec::new(),
             trimmed: false,
+            health: None,
+            health_gen: 0,
+            groups: BTreeMap::new(),
+            groups_dirty: true,
+            host: nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
         })
     }
 
@@ -267,6 +335,7 @@ impl Daemon {
                 self.nudged();
             }
             self.monitor_verdicts();
+            self.health_events();
             self.timers(Instant::now());
             self.publish_state();
             let ready = self.wait();
@@ -295,7 +364,7 @@ impl Daemon {
     /// directory, for `usrsvcd status`, when it changed.
     fn publish_state(&mut self) {
         // Most wake-ups change nothing a reader sees: compare a cheap signature first.
-        let signature: Vec<(u8, i32, u32, u64, bool)> = self
+        let mut signature: Vec<(u8, i32, u32, u64, bool)> = self
             .progs
             .values()
             .map(|p| {
@@ -309,6 +378,7 @@ impl Daemon {
                 (kind, pid, p.failures, p.restarts, p.failed)
             })
             .collect();
+        signature.push((255, 0, 0, self.health_gen, false));
         if signature == self.published_signature {
             return;
         }
@@ -337,7 +407,7 @@ impl Daemon {
                         } else {
                             r.restart_at
                                 .as_ref()
-                                .map(|(t, _)| format!("monitor restart at {}", at(*t)))
+                                .map(|(t, _, trigger)| format!("{trigger} restart at {}", at(*t)))
                                 .unwrap_or_default()
                         },
                     ),
@@ -370,6 +440,25 @@ impl Daemon {
                         String::new(),
                     ),
                 };
+                let health: Vec<serde_json::Value> = p
+                    .health
+                    .iter()
+                    .map(|(check, h)| {
+                        serde_json::json!({
+                            "check": check,
+                            "status": h.status,
+                            "detail": h.detail,
+                            "at": h.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+                        })
+                    })
+                    .collect();
+                let plan = match &p.phase {
+                    Phase::Running(r) => r
+                        .plan
+                        .as_ref()
+                        .map(|(_, pl)| pl.fire.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)),
+                    _ => None,
+                };
                 serde_json::json!({
                     "name": p.cfg.name,
                     "state": state,
@@ -377,6 +466,9 @@ impl Daemon {
                     "detail": detail,
                     "failures": p.failures,
                     "restarts": p.restarts,
+                    "health": health,
+                    "next_planned_restart": plan,
+                    "planned_restart_held": p.held,
                 })
             })
             .collect();
@@ -471,10 +563,14 @@ impl Daemon {
                 Phase::Waiting { until, .. } => consider(Some(*until)),
                 Phase::Running(r) => {
                     consider(r.monitor_at);
-                    consider(r.restart_at.as_ref().map(|(t, _)| *t));
+                    consider(r.restart_at.as_ref().map(|(t, _, _)| *t));
+                    consider(r.plan.as_ref().map(|(t, _)| *t));
                 }
                 _ => {}
             }
+        }
+        for g in self.groups.values() {
+            consider(g.plan.as_ref().map(|(t, _)| *t));
         }
         best
     }
@@ -501,12 +597,16 @@ impl Daemon {
                     self.start_due(&name, verdict);
                 }
                 Phase::Running(r) => {
-                    if let Some((at, why)) = r.restart_at.take() {
+                    if let Some((at, why, trigger)) = r.restart_at.take() {
                         if at <= now {
-                            self.spawn_worker(&name, Action::Restart, &why);
+                            self.spawn_worker(&name, Action::Restart, &why, trigger);
                             continue;
                         }
-                        r.restart_at = Some((at, why));
+                        r.restart_at = Some((at, why, trigger));
+                    }
+                    if r.plan.as_ref().is_some_and(|(t, _)| *t <= now) {
+                        self.plan_due(&name, now);
+                        continue;
                     }
                     if r.monitor_at.is_some_and(|t| t <= now) {
                         self.check_monitors(&name, now);
@@ -515,6 +615,7 @@ impl Daemon {
                 _ => {}
             }
         }
+        self.group_timers(now);
         for mail in self.alerts.as_mut().map(|a| a.due(now)).unwrap_or_default() {
             self.mailer.send(mail);
         }
@@ -650,20 +751,77 @@ impl Daemon {
             .debug(&format!("({name}) - watching pid {}", info.pid));
         let started = monotonic_start(&info);
         let monitor_at = first_check(&p.cfg, started, self.epoch);
+        let plan =
+            planned::program_plan(&p.cfg, info.start_time(), chrono::Local::now(), &self.host)
+                .map(|pl| (timer_for(&pl), Box::new(pl)));
         p.was_up = true;
         p.recheck_at = None;
+        p.held = None;
+        p.switch_logged = false;
+        let checks = p.cfg.health_checks.clone();
+        let target = health::Target {
+            program: name.to_string(),
+            pid: info.pid,
+            started: info.start_time(),
+            env: p.cfg.env.clone(),
+            inherit_env: p.cfg.inherit_env,
+        };
+        p.health.clear();
         p.phase = Phase::Running(Run {
             info,
             pidfd,
             started,
             restart_at: None,
+            plan,
             monitor_at,
             monitor_pending: false,
         });
+        self.health_gen += 1;
+        self.groups_dirty = true;
+        if !checks.is_empty() && p.cfg.enabled {
+            self.health_watch(target, checks);
+        } else if let Some(h) = self.health.as_mut() {
+            h.unwatch(name);
+        }
+    }
+
+    fn health_watch(&mut self, target: health::Target, checks: Vec<health::CheckSpec>) {
+        if self.health.is_none() {
+            match self
+                .signals
+                .wake
+                .try_clone()
+                .and_then(health::Watcher::start)
+            {
+                Ok(w) => self.health = Some(w),
+                Err(e) => {
+                    self.opts
+                        .log
+                        .error(&format!("Cannot start the health-check thread: {e}"));
+                    return;
+                }
+            }
+        }
+        if let Some(h) = self.health.as_mut() {
+            h.watch(target, checks);
+        }
     }
 
     /// The program is not running: decide what to do about it.
     fn down(&mut self, name: &str) {
+        // A group restart is between its steps (a `stop` step, a `wait`): not ours to act.
+        if group::member_busy(&self.config, name) {
+            if let Some(p) = self.progs.get_mut(name) {
+                if !matches!(p.phase, Phase::Unknown) {
+                    self.opts.log.for_program(name).info(&format!(
+                        "{name} is not running; a restart of its group is under way, so it is left to that."
+                    ));
+                }
+                p.phase = Phase::Unknown;
+                p.recheck_at = Some(Instant::now() + BUSY_RECHECK * 5);
+            }
+            return;
+        }
         let Some(p) = self.progs.get_mut(name) else {
             return;
         };
@@ -772,15 +930,20 @@ impl Daemon {
             )
         };
         self.opts.log.for_program(name).info(&line);
+        let trigger = if verdict == Verdict::Autostart {
+            Trigger::Autostart
+        } else {
+            Trigger::Crash
+        };
         // The restart first: building the alert is off the hot path too, but not free.
-        self.spawn_worker(name, Action::Start, &why);
+        self.spawn_worker(name, Action::Start, &why, trigger);
         self.alert(name, kind, why);
     }
 
     /// Runs `usrsvcd --worker ACTION -- NAME` with the in-memory config on its stdin: the
     /// start or restart of `usrsvc`, under the program's lock, in a process of its own (a
     /// start makes its process a subreaper and waits out `success_seconds`; the loop must not).
-    fn spawn_worker(&mut self, name: &str, action: Action, why: &str) {
+    fn spawn_worker(&mut self, name: &str, action: Action, why: &str, trigger: Trigger) {
         let log = self.opts.log.clone();
         // Right after a process the daemon had started died, a copy of the program it handed
         // over to (a fresh copy started before it exited, as servers do for an upgrade) can
@@ -834,6 +997,7 @@ impl Daemon {
             files: Vec::new(),
             main: self.config.main.clone(),
             programs: vec![prog],
+            groups: Vec::new(),
             warnings: Vec::new(),
         };
         let json = match serde_json::to_vec(&one) {
@@ -850,7 +1014,11 @@ impl Daemon {
             .arg("--worker")
             .arg(action.word())
             .arg("--log-format")
-            .arg(log.format.word());
+            .arg(log.format.word())
+            .arg("--trigger")
+            .arg(trigger.to_string())
+            .arg("--reason")
+            .arg(why);
         if log.debug {
             cmd.arg("--debug");
         }
@@ -888,7 +1056,13 @@ impl Daemon {
                 action,
             };
             p.recheck_at = None;
+            p.trigger = trigger;
         }
+        // Its checks would fail while it restarts: they start again with the new process.
+        if let Some(h) = self.health.as_mut() {
+            h.unwatch(name);
+        }
+        self.groups_dirty = true;
         // The Child handle is dropped without waiting: `reap` collects it on SIGCHLD.
         drop(child);
     }
@@ -907,7 +1081,11 @@ impl Daemon {
             let Some(pid) = status.pid() else { continue };
             let raw = pid.as_raw();
             if let Some(name) = self.workers.remove(&(raw as u32)) {
-                self.worker_done(&name, raw as u32, status);
+                if let Some(group) = name.strip_prefix(GROUP_WORKER) {
+                    self.group_worker_done(group, status);
+                } else {
+                    self.worker_done(&name, raw as u32, status);
+                }
             } else if self.is_watched(raw) {
                 self.exits.insert(raw, status);
             }
@@ -976,6 +1154,11 @@ impl Daemon {
             _ => -1,
         };
         p.phase = Phase::Unknown;
+        let planned = matches!(p.trigger, Trigger::Schedule);
+        if code == 0 && planned {
+            // A planned restart that came up is a success of the restart policy.
+            p.failures = 0;
+        }
         if code != 0 {
             p.failures = p.failures.saturating_add(1);
             p.cause = format!(
@@ -1000,6 +1183,10 @@ impl Daemon {
         let Phase::Running(run) = std::mem::replace(&mut p.phase, Phase::Unknown) else {
             return;
         };
+        self.groups_dirty = true;
+        if let Some(h) = self.health.as_mut() {
+            h.unwatch(name);
+        }
         // Our descendant: its status may be waiting for us.
         let status = self.exits.remove(&run.info.pid).or_else(|| {
             nix::sys::wait::waitpid(
@@ -1140,6 +1327,17 @@ impl Daemon {
             "MONITOR ( {} ): {}",
             trigger.monitor, trigger.reason
         ));
+        if let Some(switch) = hold::kill_switch(&self.config) {
+            if !p.switch_logged {
+                p.switch_logged = true;
+                log.for_program(name).error(&format!(
+                    "{name}: not restarting it for the monitor: the kill switch {} is on.",
+                    switch.display()
+                ));
+            }
+            return;
+        }
+        let audit_trigger = Trigger::Monitor(monitor_key(trigger.monitor).to_string());
         let uptime = now.saturating_duration_since(run.started);
         let policy = Policy::of(&p.cfg);
         p.failures = policy.after_run(p.failures, Some(uptime));
@@ -1151,7 +1349,7 @@ impl Daemon {
             return;
         }
         let delay = policy.delay(p.failures);
-        run.restart_at = Some((now + delay, p.cause.clone()));
+        run.restart_at = Some((now + delay, p.cause.clone(), audit_trigger));
         p.restarts += 1;
         let text = format!(
             "{name} was restarted because it {} Restart {} by this usrsvcd; {} consecutive failure(s).",
@@ -1164,6 +1362,458 @@ impl Daemon {
             ));
         }
         self.alert(name, AlertKind::MonitorRestart, text);
+    }
+
+    /// Acts on what the health-check thread reports.
+    fn health_events(&mut self) {
+        let Some(h) = self.health.as_mut() else {
+            return;
+        };
+        let events = h.events();
+        for event in events {
+            match event {
+                health::Event::Verdict {
+                    program,
+                    pid,
+                    check,
+                    outcome,
+                    consecutive_failures,
+                } => {
+                    let Some(p) = self.progs.get_mut(&program) else {
+                        continue;
+                    };
+                    if !matches!(&p.phase, Phase::Running(r) if r.info.pid == pid) {
+                        continue;
+                    }
+                    let seen = HealthSeen {
+                        status: outcome.status,
+                        detail: outcome.describe(),
+                        at: chrono::Local::now(),
+                    };
+                    let log = self.opts.log.for_program(&program);
+                    let changed = p.health.get(&check).is_none_or(|h| h.status != seen.status);
+                    match seen.status {
+                        health::Status::Healthy if changed => log.info(&format!(
+                            "{program}: health check {check} is healthy ({}).",
+                            seen.detail
+                        )),
+                        health::Status::Degraded if changed => log.info(&format!(
+                            "{program}: health check {check} reports degraded ({}); no action.",
+                            seen.detail
+                        )),
+                        health::Status::Failing => log.error(&format!(
+                            "{program}: health check {check} failed ({}), {consecutive_failures} in a row.",
+                            seen.detail
+                        )),
+                        _ => {}
+                    }
+                    if p.health.get(&check) != Some(&seen) {
+                        self.health_gen += 1;
+                    }
+                    p.health.insert(check, seen);
+                }
+                health::Event::Repaired {
+                    program,
+                    pid,
+                    check,
+                    repair,
+                } => {
+                    self.opts.log.for_program(&program).info(&format!(
+                        "{program}: repair of health check {check} ran ({}) and the check passes again.",
+                        repair.describe()
+                    ));
+                    let req = crate::control::Request {
+                        by: crate::control::Actor::Daemon,
+                        trigger: Trigger::Health(check.clone()),
+                        reason: Some("health check failed; repair command ran"),
+                    };
+                    crate::control::audit::record(
+                        &self.config,
+                        &program,
+                        &format!("repair:{check}"),
+                        &req,
+                        "ok",
+                        Some(pid),
+                        Some(pid),
+                        &self.opts.log.for_program(&program),
+                    );
+                }
+                health::Event::Act {
+                    program,
+                    pid,
+                    check,
+                    action,
+                    why,
+                } => self.health_act(&program, pid, &check, &action, &why),
+            }
+        }
+    }
+
+    /// A health check failed `failures` times in a row (and a repair did not help).
+    fn health_act(
+        &mut self,
+        name: &str,
+        pid: i32,
+        check: &str,
+        action: &health::HealthAction,
+        why: &str,
+    ) {
+        let log = self.opts.log.clone();
+        let Some(p) = self.progs.get_mut(name) else {
+            return;
+        };
+        let Phase::Running(run) = &mut p.phase else {
+            return;
+        };
+        if run.info.pid != pid {
+            return;
+        }
+        let text = format!("health check {check} failed: {why}");
+        match action {
+            health::HealthAction::None => {
+                log.for_program(name)
+                    .error(&format!("{name}: {text} (action = none)."));
+            }
+            health::HealthAction::Alert => {
+                log.for_program(name).error(&format!(
+                    "{name}: {text}; sending an alert (action = alert)."
+                ));
+                self.alert(name, AlertKind::MonitorRestart, format!("{name}: {text}."));
+            }
+            health::HealthAction::Restart => {
+                if run.restart_at.is_some() || !p.cfg.enabled || p.failed {
+                    return;
+                }
+                if let Some(switch) = hold::kill_switch(&self.config) {
+                    log.for_program(name).error(&format!(
+                        "{name}: {text}; not restarting it: the kill switch {} is on.",
+                        switch.display()
+                    ));
+                    return;
+                }
+                let now = Instant::now();
+                let uptime = now.saturating_duration_since(run.started);
+                let policy = Policy::of(&p.cfg);
+                p.failures = policy.after_run(p.failures, Some(uptime));
+                p.cause = text.clone();
+                if policy.exhausted(p.failures) {
+                    self.give_up_running(name);
+                    return;
+                }
+                let delay = policy.delay(p.failures);
+                log.for_program(name).error(&format!(
+                    "{name}: {text}; restarting it{}.",
+                    if delay.is_zero() {
+                        String::new()
+                    } else {
+                        format!(" in {:.1} s (back-off)", delay.as_secs_f64())
+                    }
+                ));
+                run.restart_at = Some((
+                    now + delay,
+                    text.clone(),
+                    Trigger::Health(check.to_string()),
+                ));
+                p.restarts += 1;
+                let mail = format!(
+                    "{name} was restarted because its {text}. Restart {} by this usrsvcd; {} consecutive failure(s).",
+                    p.restarts, p.failures
+                );
+                self.alert(name, AlertKind::MonitorRestart, mail);
+            }
+        }
+    }
+
+    /// Whether `name` is up and its health checks are not failing: what `min_ok` counts.
+    fn member_ok(&self, name: &str) -> bool {
+        self.progs.get(name).is_some_and(|p| {
+            matches!(p.phase, Phase::Running(_))
+                && !p.failed
+                && p.health
+                    .values()
+                    .all(|h| h.status != health::Status::Failing)
+        })
+    }
+
+    /// Why a planned restart must wait now, if it must (the window was judged when the time
+    /// was planned, and again here).
+    fn plan_blocked(&self, windows: Option<&crate::schedule::Windows>) -> Option<String> {
+        if let Some(switch) = hold::kill_switch(&self.config) {
+            return Some(format!("the kill switch {} is on", switch.display()));
+        }
+        if !crate::schedule::in_window(windows, &chrono::Local::now()) {
+            return Some("outside restart_windows".into());
+        }
+        None
+    }
+
+    /// A program's planned restart is due: do it, or say why it waits and look again soon.
+    fn plan_due(&mut self, name: &str, now: Instant) {
+        let Some(p) = self.progs.get(name) else {
+            return;
+        };
+        let Phase::Running(run) = &p.phase else {
+            return;
+        };
+        let Some((_, plan)) = &run.plan else {
+            return;
+        };
+        let wall = chrono::Local::now();
+        // Timers sleep at most PLAN_LOOK; the wall clock decides.
+        if plan.fire > wall {
+            let fresh = planned::program_plan(&p.cfg, run.info.start_time(), wall, &self.host)
+                .map(|pl| (timer_for(&pl), Box::new(pl)));
+            if let Some(Phase::Running(run)) = self.progs.get_mut(name).map(|p| &mut p.phase) {
+                run.plan = fresh;
+            }
+            return;
+        }
+        let why = plan.why.clone();
+        let windows = p.cfg.schedule.windows.clone();
+        let blocked = if p.failed {
+            Some("usrsvcd gave up on it (maxrestarts)".to_string())
+        } else if run.restart_at.is_some() {
+            Some("a monitor or health restart is pending".to_string())
+        } else if group::member_busy(&self.config, name) {
+            Some("a restart of its group is under way".to_string())
+        } else {
+            self.plan_blocked(windows.as_ref()).or_else(|| {
+                group::program_min_ok_blocks(&self.config, name, &|m| self.member_ok(m))
+            })
+        };
+        let log = self.opts.log.for_program(name);
+        let Some(p) = self.progs.get_mut(name) else {
+            return;
+        };
+        if let Some(b) = blocked {
+            if p.held.as_deref() != Some(b.as_str()) {
+                log.info(&format!("{name}: planned restart ({why}) held back: {b}."));
+                p.held = Some(b);
+                self.health_gen += 1;
+            }
+            if let Phase::Running(run) = &mut p.phase {
+                if let Some((t, _)) = &mut run.plan {
+                    *t = now + PLAN_RETRY;
+                }
+            }
+            return;
+        }
+        p.held = None;
+        log.info(&format!("{name}: planned restart ({why})."));
+        self.spawn_worker(
+            name,
+            Action::Restart,
+            &format!("planned restart: {why}"),
+            Trigger::Schedule,
+        );
+    }
+
+    /// The groups' planned restarts: computed again when a member started or stopped, done
+    /// when due.
+    fn group_timers(&mut self, now: Instant) {
+        if self.groups_dirty {
+            self.groups_dirty = false;
+            let wall = chrono::Local::now();
+            let mut keep = BTreeMap::new();
+            for g in &self.config.groups {
+                if g.schedule.is_empty() {
+                    continue;
+                }
+                let mut state = self.groups.remove(&g.name).unwrap_or_default();
+                if state.worker.is_none() {
+                    // The group's uptime is its oldest running member's.
+                    let oldest = g
+                        .programs
+                        .iter()
+                        .filter_map(|m| match &self.progs.get(m)?.phase {
+                            Phase::Running(r) => Some(r.info.start_time()),
+                            _ => None,
+                        })
+                        .min();
+                    let old_at = state.plan.as_ref().map(|(t, _)| *t);
+                    state.plan = oldest
+                        .and_then(|o| planned::group_plan(g, o, wall, &self.host))
+                        .map(|pl| {
+                            let t = timer_for(&pl);
+                            // A held restart keeps its retry time.
+                            (
+                                old_at
+                                    .filter(|o| *o > t && state.held.is_some())
+                                    .unwrap_or(t),
+                                Box::new(pl),
+                            )
+                        });
+                }
+                keep.insert(g.name.clone(), state);
+            }
+            self.groups = keep;
+        }
+        let due: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(_, s)| s.worker.is_none() && s.plan.as_ref().is_some_and(|(t, _)| *t <= now))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in due {
+            self.group_due(&name, now);
+        }
+    }
+
+    fn group_due(&mut self, name: &str, now: Instant) {
+        let Some(g) = self.config.group(name).cloned() else {
+            return;
+        };
+        let Some(state) = self.groups.get(name) else {
+            return;
+        };
+        let Some((_, plan)) = &state.plan else {
+            return;
+        };
+        if plan.fire > chrono::Local::now() {
+            self.groups_dirty = true;
+            return;
+        }
+        let why = plan.why.clone();
+        let blocked = if state.not_before.is_some_and(|t| t > now) {
+            Some(format!(
+                "back-off after {} failed group restart(s)",
+                state.failures
+            ))
+        } else if let Some(m) = g.programs.iter().find(|m| {
+            self.progs
+                .get(m.as_str())
+                .is_some_and(|p| p.failed || matches!(p.phase, Phase::Working { .. }))
+        }) {
+            Some(format!("member {m} is failed or being restarted"))
+        } else if group::is_busy(name) {
+            Some("another restart of the group is under way".into())
+        } else {
+            self.plan_blocked(g.schedule.windows.as_ref())
+                .or_else(|| group::min_ok_blocks(&g, &|m| self.member_ok(m)))
+        };
+        let log = self.opts.log.clone();
+        let Some(state) = self.groups.get_mut(name) else {
+            return;
+        };
+        if let Some(b) = blocked {
+            if state.held.as_deref() != Some(b.as_str()) {
+                log.info(&format!(
+                    "group {name}: planned restart ({why}) held back: {b}."
+                ));
+                state.held = Some(b);
+            }
+            if let Some((t, _)) = &mut state.plan {
+                *t = now + PLAN_RETRY;
+            }
+            return;
+        }
+        state.held = None;
+        log.info(&format!("group {name}: planned restart ({why})."));
+        self.spawn_group_worker(&g, &format!("planned restart: {why}"));
+    }
+
+    /// `usrsvcd --worker restart-group -- GROUP`: the group's restart (its sequence, or
+    /// rolling) with the in-memory config, in a process of its own.
+    fn spawn_group_worker(&mut self, g: &crate::config::GroupConfig, why: &str) {
+        let log = self.opts.log.clone();
+        let one = Config {
+            main_file: self.config.main_file.clone(),
+            files: Vec::new(),
+            main: self.config.main.clone(),
+            programs: self
+                .config
+                .programs
+                .iter()
+                .filter(|p| g.programs.contains(&p.name))
+                .cloned()
+                .collect(),
+            groups: vec![g.clone()],
+            warnings: Vec::new(),
+        };
+        let json = match serde_json::to_vec(&one) {
+            Ok(j) => j,
+            Err(e) => {
+                log.error(&format!(
+                    "group {}: cannot hand the config to a worker: {e}",
+                    g.name
+                ));
+                return;
+            }
+        };
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.arg0("usrsvcd")
+            .arg("--worker")
+            .arg(GROUP_RESTART)
+            .arg("--log-format")
+            .arg(log.format.word())
+            .arg("--trigger")
+            .arg(Trigger::Schedule.to_string())
+            .arg("--reason")
+            .arg(why);
+        if log.debug {
+            cmd.arg("--debug");
+        }
+        cmd.arg("--").arg(&g.name).stdin(Stdio::piped());
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                log.error(&format!("group {}: cannot run a worker: {e}", g.name));
+                return;
+            }
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(&json);
+        }
+        self.workers
+            .insert(child.id(), format!("{GROUP_WORKER}{}", g.name));
+        self.trimmed = false;
+        if let Some(state) = self.groups.get_mut(&g.name) {
+            state.worker = Some(child.id());
+            state.plan = None;
+        }
+        drop(child);
+    }
+
+    fn group_worker_done(&mut self, name: &str, status: WaitStatus) {
+        let code = match status {
+            WaitStatus::Exited(_, c) => c,
+            _ => -1,
+        };
+        let log = self.opts.log.clone();
+        if let Some(state) = self.groups.get_mut(name) {
+            state.worker = None;
+            if code == 0 {
+                state.failures = 0;
+                state.not_before = None;
+                log.info(&format!("group {name}: planned restart done."));
+            } else {
+                state.failures = state.failures.saturating_add(1);
+                let wait = GROUP_RETRY_BASE
+                    .saturating_mul(1 << state.failures.min(4).saturating_sub(1))
+                    .min(GROUP_RETRY_MAX);
+                state.not_before = Some(Instant::now() + wait);
+                log.error(&format!(
+                    "group {name}: planned restart failed ({}); next try in {} s at the earliest.",
+                    crate::exit::ReturnCode::describe_code(code),
+                    wait.as_secs()
+                ));
+            }
+        }
+        self.groups_dirty = true;
+        // Its members were restarted under their locks: look at them again.
+        let members: Vec<String> = self
+            .config
+            .group(name)
+            .map(|g| g.programs.clone())
+            .unwrap_or_default();
+        for m in members {
+            if !matches!(
+                self.progs.get(&m).map(|p| &p.phase),
+                Some(Phase::Running(_) | Phase::Working { .. })
+            ) {
+                self.observe(&m);
+            }
+        }
     }
 
     fn give_up_running(&mut self, name: &str) {
@@ -1303,10 +1953,94 @@ impl Daemon {
             self.alerts = Some(Alerts::new());
         }
         self.config = new;
+        self.groups_dirty = true;
+        // Schedules and health checks may have changed: plan again, watch again.
+        let running: Vec<(String, ProcInfo)> = self
+            .progs
+            .iter()
+            .filter_map(|(n, p)| match &p.phase {
+                Phase::Running(r) => Some((n.clone(), r.info.clone())),
+                _ => None,
+            })
+            .collect();
+        for (name, info) in running {
+            let Some(p) = self.progs.get_mut(&name) else {
+                continue;
+            };
+            let plan =
+                planned::program_plan(&p.cfg, info.start_time(), chrono::Local::now(), &self.host)
+                    .map(|pl| (timer_for(&pl), Box::new(pl)));
+            let checks = p.cfg.health_checks.clone();
+            let target = health::Target {
+                program: name.clone(),
+                pid: info.pid,
+                started: info.start_time(),
+                env: p.cfg.env.clone(),
+                inherit_env: p.cfg.inherit_env,
+            };
+            if let Phase::Running(r) = &mut p.phase {
+                r.plan = plan;
+            }
+            if !checks.is_empty() && p.cfg.enabled {
+                self.health_watch(target, checks);
+            } else if let Some(h) = self.health.as_mut() {
+                h.unwatch(&name);
+            }
+        }
         for name in fresh {
             self.observe(&name);
         }
     }
+}
+
+/// The monotonic time to look at a plan: its fire time, but never more than `PLAN_LOOK` ahead.
+fn timer_for(plan: &Planned) -> Instant {
+    let left = (plan.fire - chrono::Local::now())
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    Instant::now() + left.min(PLAN_LOOK)
+}
+
+/// The audit trigger's name of a monitor: `monitor:rss`, `monitor:activityfile`.
+fn monitor_key(monitor: &str) -> &'static str {
+    if monitor.starts_with("RSS") {
+        "rss"
+    } else {
+        "activityfile"
+    }
+}
+
+/// The running daemon's view of its programs (its state file), when a daemon runs and the
+/// file is its own: for `usrsvcd status`, `usrsvc status` and `usrsvc plan`.
+pub fn read_state() -> Option<serde_json::Value> {
+    let daemon = instance::running()?;
+    let dir = crate::control::runtime_dir().ok()?;
+    let text = std::fs::read_to_string(dir.join(STATE_FILE)).ok()?;
+    let doc: serde_json::Value = serde_json::from_str(&text).ok()?;
+    (doc["pid"].as_i64() == Some(i64::from(daemon.pid))).then_some(doc)
+}
+
+/// One program's entry in the daemon's state.
+pub fn program_state<'d>(doc: &'d serde_json::Value, name: &str) -> Option<&'d serde_json::Value> {
+    doc["programs"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"].as_str() == Some(name))
+}
+
+/// `    health NAME: STATUS (DETAIL) at TIME` lines of a program's last health verdicts.
+pub fn health_lines(program: &serde_json::Value) -> String {
+    let mut out = String::new();
+    for h in program["health"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "    health {}: {} ({}) at {}\n",
+            h["check"].as_str().unwrap_or("?"),
+            h["status"].as_str().unwrap_or("?"),
+            h["detail"].as_str().unwrap_or(""),
+            h["at"].as_str().unwrap_or("?")
+        ));
+    }
+    out
 }
 
 /// A poll timeout for `left`, rounded up to the next millisecond: waking a hair early would

@@ -1,0 +1,310 @@
+//! The verbs new in 2.0 — `signal`, `health`, `repair`, `history`, `plan` — and the guard
+//! rails every acting verb passes first: `require_reason` and the kill switch. Output and exit
+//! codes only; what the verbs do lives in `control`, `health`, `audit` and `schedule`.
+
+use crate::config::Config;
+use crate::control::{self, Actor, Report, Request, Trigger};
+use crate::exit::ReturnCode;
+use crate::health::{self, Status};
+
+use super::Console;
+
+/// The flags of `usrsvc` these verbs read.
+pub struct Flags<'f> {
+    pub reason: Option<&'f str>,
+    pub force: bool,
+    pub json: bool,
+    pub count: Option<usize>,
+}
+
+/// The guard rails of a verb that acts on programs: `Ok(reason to record)`, or the refusal's
+/// exit code after saying why.
+pub fn guard(
+    config: &Config,
+    verb: &str,
+    flags: &Flags<'_>,
+    console: &Console,
+) -> Result<Option<String>, ReturnCode> {
+    let reason = flags
+        .reason
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_string);
+    if !matches!(verb, "start" | "stop" | "restart" | "signal" | "repair") {
+        return Ok(reason);
+    }
+    if config.main.require_reason && reason.is_none() {
+        console.error(&format!(
+            "usrsvc {verb}: a reason is required (require_reason = true in [Main] of {}). Say why with --reason TEXT (or -r TEXT).",
+            config.main_file.display()
+        ));
+        return Err(ReturnCode::ReasonRequired);
+    }
+    let Some(switch) = control::hold::kill_switch(config) else {
+        return Ok(reason);
+    };
+    if !flags.force {
+        console.error(&format!(
+            "usrsvc {verb}: refused, the kill switch is on: {} exists (kill_switch_file in [Main]). Nothing is started, stopped or restarted on purpose while it is there; usrsvcd still restarts programs that crash. Remove the file, or add --force to act anyway.",
+            switch.display()
+        ));
+        return Err(ReturnCode::KillSwitchEngaged);
+    }
+    console.warn(&format!(
+        "Warning: the kill switch {} is on; acting anyway (--force).",
+        switch.display()
+    ));
+    const FORCED: &str = "forced past the kill switch";
+    Ok(Some(match reason {
+        Some(r) if r.ends_with(FORCED) => r,
+        Some(r) => format!("{r} ({FORCED})"),
+        None => FORCED.to_string(),
+    }))
+}
+
+/// Runs a 2.0 verb; `None` when `words` is not one (the 1.5.13 verbs go on as before).
+pub fn run(
+    config: &Config,
+    words: &[String],
+    flags: &Flags<'_>,
+    console: &Console,
+) -> Option<ReturnCode> {
+    let (verb, rest) = words.split_first()?;
+    let invalid = |usage: &str| {
+        console.error(&format!("Usage: {usage}"));
+        Some(ReturnCode::GeneralFailure)
+    };
+    match (verb.as_str(), rest) {
+        ("signal", [name, sig]) => Some(signal(config, name, sig, flags, console)),
+        ("signal", _) => invalid("usrsvc signal NAME SIGNAL [--reason TEXT]"),
+        ("health", [name]) => Some(health(config, name, flags, console)),
+        ("health", _) => invalid("usrsvc health NAME|GROUP|all [--json]"),
+        ("repair", [name]) => Some(repair(config, name, flags, console)),
+        ("repair", _) => invalid("usrsvc repair NAME [--reason TEXT]"),
+        ("history", [] | [_]) => Some(history(config, rest.first(), flags, console)),
+        ("history", _) => invalid("usrsvc history [NAME] [-n N] [--json]"),
+        ("plan", []) => Some(super::plan::plan(config, flags.json, console)),
+        ("plan", _) => invalid("usrsvc plan [--json]"),
+        _ => None,
+    }
+}
+
+fn signal(
+    config: &Config,
+    name: &str,
+    sig: &str,
+    flags: &Flags<'_>,
+    console: &Console,
+) -> ReturnCode {
+    let Some(signal) = control::parse_signal(sig) else {
+        console.error(&format!(
+            "Unknown signal: {sig}. Give a name (QUIT, SIGQUIT, HUP, USR1, …) or a number."
+        ));
+        return ReturnCode::InvalidAction;
+    };
+    let reason = match guard(config, "signal", flags, console) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let req = Request::cli(reason.as_deref());
+    control::send_signal(config, name, signal, console, &req).code
+}
+
+/// The programs `name` means for `health`: one program, a group's members, or every program.
+fn programs_of<'c>(config: &'c Config, name: &'c str) -> Option<Vec<&'c str>> {
+    if name == "all" {
+        return Some(config.programs.iter().map(|p| p.name.as_str()).collect());
+    }
+    if config.program(name).is_some() {
+        return Some(vec![name]);
+    }
+    config
+        .group(name)
+        .map(|g| g.programs.iter().map(String::as_str).collect())
+}
+
+fn health(config: &Config, name: &str, flags: &Flags<'_>, console: &Console) -> ReturnCode {
+    let Some(names) = programs_of(config, name) else {
+        console.error(&format!("No such program or group: {name}"));
+        return ReturnCode::ProgramUndefined;
+    };
+    let mut jobs = Vec::new();
+    let mut rows: Vec<serde_json::Value> = Vec::new();
+    let mut failing = false;
+    for n in names {
+        let Some(prog) = config.program(n) else {
+            continue;
+        };
+        if prog.health_checks.is_empty() {
+            if name != "all" {
+                console.info(&format!("{n}: no health checks configured"));
+            }
+            continue;
+        }
+        match control::group::health_target(config, n) {
+            Some(target) => {
+                for check in &prog.health_checks {
+                    jobs.push((target.clone(), check.clone()));
+                }
+            }
+            None => {
+                failing = true;
+                for check in &prog.health_checks {
+                    rows.push(serde_json::json!({
+                        "program": n, "check": check.name, "status": "failing",
+                        "detail": "not running", "pid": null, "output": "",
+                    }));
+                    if !flags.json {
+                        println!("{n} {}: failing (not running)", check.name);
+                    }
+                }
+            }
+        }
+    }
+    for ((target, check), outcome) in jobs.iter().zip(health::run_all(&jobs)) {
+        failing |= outcome.status == Status::Failing;
+        if flags.json {
+            rows.push(serde_json::json!({
+                "program": target.program, "check": check.name,
+                "status": outcome.status, "detail": outcome.describe(),
+                "pid": target.pid, "elapsed": outcome.elapsed.as_secs_f64(),
+                "output": outcome.output,
+            }));
+            continue;
+        }
+        println!(
+            "{} {}: {} ({}, {:.2} s)",
+            target.program,
+            check.name,
+            status_word(&outcome.status),
+            outcome.describe(),
+            outcome.elapsed.as_secs_f64()
+        );
+        if outcome.status != Status::Healthy {
+            for line in outcome
+                .output
+                .lines()
+                .rev()
+                .take(10)
+                .collect::<Vec<_>>()
+                .iter()
+                .rev()
+            {
+                println!("    {line}");
+            }
+        }
+    }
+    if flags.json {
+        println!("{}", serde_json::Value::Array(rows));
+    }
+    if failing {
+        ReturnCode::GeneralFailure
+    } else {
+        ReturnCode::Success
+    }
+}
+
+pub fn status_word(s: &Status) -> &'static str {
+    match s {
+        Status::Healthy => "healthy",
+        Status::Degraded => "degraded",
+        Status::Failing => "failing",
+    }
+}
+
+fn repair(config: &Config, name: &str, flags: &Flags<'_>, console: &Console) -> ReturnCode {
+    let Some(prog) = config.program(name) else {
+        console.error(&format!("No such program: {name}"));
+        return ReturnCode::ProgramUndefined;
+    };
+    let reason = match guard(config, "repair", flags, console) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let checks: Vec<_> = prog
+        .health_checks
+        .iter()
+        .filter(|c| c.repair.is_some())
+        .collect();
+    if checks.is_empty() {
+        console.error(&format!(
+            "{name} has no health check with a repair command."
+        ));
+        return ReturnCode::GeneralFailure;
+    }
+    let Some(target) = control::group::health_target(config, name) else {
+        console.error(&format!("{name} is NOT running; nothing to repair."));
+        return ReturnCode::GeneralFailure;
+    };
+    let req = Request {
+        by: Actor::Operator,
+        trigger: Trigger::Cli,
+        reason: reason.as_deref(),
+    };
+    let mut code = ReturnCode::Success;
+    for check in checks {
+        let Some(outcome) = health::run_repair(&target, check) else {
+            continue;
+        };
+        let ok = matches!(outcome.exit, health::Exit::Code(0));
+        let line = format!("{name} {}: repair {}", check.name, outcome.describe());
+        if ok {
+            console.info(&line);
+        } else {
+            console.error(&line);
+            code = ReturnCode::GeneralFailure;
+        }
+        for l in outcome.output.lines() {
+            println!("    {l}");
+        }
+        control::audit::record(
+            config,
+            name,
+            &format!("repair:{}", check.name),
+            &req,
+            if ok { "ok" } else { "failed" },
+            Some(target.pid),
+            Some(target.pid),
+            console,
+        );
+    }
+    code
+}
+
+fn history(
+    config: &Config,
+    name: Option<&String>,
+    flags: &Flags<'_>,
+    console: &Console,
+) -> ReturnCode {
+    let Some(path) = control::audit::log_path(config) else {
+        console.error("No state directory: no audit log to read.");
+        return ReturnCode::InsufficientPermissions;
+    };
+    let n = flags.count.unwrap_or(20);
+    let (records, skipped) = match crate::audit::read_history(&path, name.map(String::as_str), n) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), 0),
+        Err(e) => {
+            console.error(&format!(
+                "Cannot read the audit log {}: {e}",
+                path.display()
+            ));
+            return ReturnCode::GeneralFailure;
+        }
+    };
+    if skipped > 0 {
+        console.error(&format!(
+            "Warning: {skipped} lines of {} are not audit records; skipped.",
+            path.display()
+        ));
+    }
+    if flags.json {
+        for r in &records {
+            println!("{}", serde_json::to_string(r).unwrap_or_default());
+        }
+    } else {
+        print!("{}", crate::audit::format_history(&records));
+    }
+    ReturnCode::Success
+}
