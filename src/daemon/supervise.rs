@@ -1103,6 +1103,8 @@ impl Daemon {
             Phase::Running(r) => Some(r.info.pid),
             _ => None,
         }));
+        // A health check (`myprog --check`) is no copy of the program.
+        skip.extend(self.health.iter().flat_map(health::Watcher::check_pids));
         let me = proc::my_uid();
         let mut todo = children_of(std::process::id() as i32);
         let mut verdict = Descendants::None;
