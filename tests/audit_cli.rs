@@ -364,3 +364,67 @@ fn signal_reaches_the_identified_process_only_and_is_audited() {
     let _ = other.wait();
     assert_eq!(audit(&t).pop().expect("record")["result"], "not running");
 }
+
+#[test]
+fn a_group_may_carry_a_programs_name_and_program_colon_picks_the_program() {
+    let t = Env::new();
+    t.config(&format!(
+        "[Main]\n\n{}\n{}\n[Group:xrootd]\nprograms = cmsd, xrootd\n",
+        t.program("cmsd", &t.sleep(10), ""),
+        t.program("xrootd", &t.sleep(11), "")
+    ));
+    t.run(&["start", "xrootd", "-r", "both"]).expect_code(0);
+    let records = audit(&t);
+    let order: Vec<(&str, &str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["program"].as_str().unwrap_or("?"),
+                r["action"].as_str().unwrap_or("?"),
+                r["trigger"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("cmsd", "start", "group:xrootd"),
+            ("xrootd", "start", "group:xrootd")
+        ]
+    );
+    let cmsd = t.pid_of("cmsd").expect("cmsd started");
+
+    t.run(&["stop", "program:xrootd"]).expect_code(0);
+    assert_eq!(t.pid_of("xrootd"), None, "the program alone was stopped");
+    assert!(alive(cmsd), "not its group");
+    let r = t.run(&["status", "group:xrootd"]);
+    r.expect_code(1);
+    assert!(r.stdout().contains("cmsd is running"), "{}", r.stdout());
+    assert!(
+        r.stderr().contains("xrootd is NOT running"),
+        "{}",
+        r.stderr()
+    );
+
+    // stop GROUP goes in reverse order.
+    t.run(&["start", "xrootd"]).expect_code(0);
+    t.run(&["stop", "xrootd"]).expect_code(0);
+    let tail: Vec<String> = audit(&t)
+        .iter()
+        .rev()
+        .take(2)
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["action"].as_str().unwrap_or("?"),
+                r["program"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    assert_eq!(
+        tail,
+        ["stop cmsd", "stop xrootd"],
+        "newest first: xrootd stopped before cmsd"
+    );
+    t.run(&["status", "group:nope"]).expect_code(133);
+}

@@ -869,6 +869,37 @@ fn shipped_examples_parse_as_spec_9_2_says() {
     assert_eq!(p.proctitle_re, None);
     assert_eq!(p.defaults, None);
     assert!(c.warnings.is_empty());
+    // New in 2.0, in [Main].
+    assert_eq!(c.main.kill_switch_file, Some(h.path("usrsvc.d/FREEZE")));
+    assert_eq!(c.main.audit_log, Some(h.path("usrsvc.d/logs/audit.log")));
+    assert!(!c.main.require_reason);
+    assert_eq!(
+        c.main.restart_windows.as_ref().map(ToString::to_string),
+        Some("Mon-Fri 01:00-05:00, Sat-Sun 00:00-24:00".to_string())
+    );
+}
+
+#[test]
+fn the_data_service_example_has_a_group_a_plan_and_health_checks() {
+    let h = Home::new();
+    copy(&repo("examples/usrsvc.cfg"), &h.path("usrsvc.cfg"));
+    copy(
+        &repo("examples/cfg/xrootd.cfg"),
+        &h.path("usrsvc.d/cfg/xrootd.cfg"),
+    );
+    fs::create_dir_all(h.path("usrsvc.d/logs")).expect("mkdir");
+    let c = h.ok();
+    let g = c.group("xrootd").expect("group");
+    assert_eq!(g.programs, ["cmsd", "xrootd"]);
+    assert_eq!(g.sequence.as_ref().map(Vec::len), Some(4));
+    assert!(g.schedule.at.is_some());
+    // The group has no windows of its own: [Main]'s.
+    assert_eq!(g.schedule.windows, c.main.restart_windows);
+    let x = c.program("xrootd").expect("xrootd");
+    let checks: Vec<&str> = x.health_checks.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(checks, ["probe", "disk"]);
+    assert_eq!(x.term_to_kill_seconds, 60.0);
+    assert_eq!(c.program("cmsd").expect("cmsd").restart_delay, 10);
 }
 
 #[test]

@@ -24,6 +24,9 @@ done
 "$bin/usrsvcd" $cfg status
 "$bin/usrsvc" $cfg status demo
 "$bin/usrsvc" $cfg status demo --json
+"$bin/usrsvc" $cfg health demo
+"$bin/usrsvc" $cfg plan
+"$bin/usrsvc" $cfg history -n 5
 echo
 echo "usrsvcd logs to examples/quickstart/logs/usrsvcd.log, the demo to logs/demo.out."
 echo "Kill the demo (kill -9 \$(cat examples/quickstart/run/demo.pid)) and watch it come back."

@@ -137,9 +137,16 @@ fn run(argv: Vec<String>) -> ReturnCode {
         console.error(&format!("Unknown action: {action}"));
         return ReturnCode::InvalidAction;
     };
-    let group = (name != "all" && config.program(name).is_none())
-        .then(|| config.group(name))
-        .flatten();
+    // A group may have a program's name: NAME is then the group, `program:NAME` the program
+    // (a nested command acts on one program, always).
+    let (name, group) = match target(&config, name, args.nested) {
+        Ok(t) => t,
+        Err(code) => {
+            console.error(&format!("No such program or group: {name}"));
+            return code;
+        }
+    };
+    let name = &name;
     if args.parallel && (name != "all" || action == Action::Status) {
         return invalid(&console);
     }
@@ -185,6 +192,30 @@ fn run(argv: Vec<String>) -> ReturnCode {
         crate::daemon::instance::nudge();
     }
     code
+}
+
+/// What NAME on the command line means: (program name, group). `group:NAME` and
+/// `program:NAME` say which; a bare NAME is the group when one has that name.
+fn target<'c>(
+    config: &'c Config,
+    name: &str,
+    nested: bool,
+) -> Result<(String, Option<&'c GroupConfig>), ReturnCode> {
+    if nested || name == "all" {
+        return Ok((name.to_string(), None));
+    }
+    if let Some(g) = name.strip_prefix("group:") {
+        return config
+            .group(g)
+            .map(|g| (g.name.clone(), Some(g)))
+            .ok_or(ReturnCode::ProgramUndefined);
+    }
+    if let Some(p) = name.strip_prefix("program:") {
+        if config.program(p).is_some() {
+            return Ok((p.to_string(), None));
+        }
+    }
+    Ok((name.to_string(), config.group(name)))
 }
 
 /// `usrsvc ACTION GROUP`: the members in order (see `control::group`), each start, stop or

@@ -115,12 +115,13 @@ fn programs_of<'c>(config: &'c Config, name: &'c str) -> Option<Vec<&'c str>> {
     if name == "all" {
         return Some(config.programs.iter().map(|p| p.name.as_str()).collect());
     }
-    if config.program(name).is_some() {
-        return Some(vec![name]);
+    // As for the other verbs: a group first (it may carry a member's name), `program:NAME`
+    // for the program alone.
+    if let Some(g) = config.group(name.strip_prefix("group:").unwrap_or(name)) {
+        return Some(g.programs.iter().map(String::as_str).collect());
     }
-    config
-        .group(name)
-        .map(|g| g.programs.iter().map(String::as_str).collect())
+    let name = name.strip_prefix("program:").unwrap_or(name);
+    config.program(name).is_some().then(|| vec![name])
 }
 
 fn health(config: &Config, name: &str, flags: &Flags<'_>, console: &Console) -> ReturnCode {

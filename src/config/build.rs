@@ -1613,14 +1613,9 @@ impl<'a> Builder<'a> {
                 None,
                 "A group cannot be called \"all\": usrsvc ACTION all means every program.".into(),
             );
-        } else if programs.iter().any(|p| p.name == name) {
-            bad(
-                self,
-                None,
-                None,
-                format!("Group \"{name}\" has the name of a program; usrsvc ACTION {name} must mean one thing."),
-            );
         }
+        // A group may carry a program's name (`xrootd` over `cmsd` and `xrootd`): on the
+        // command line NAME then means the group, `program:NAME` the program alone.
         if let Some(first) = earlier.iter().find(|g| g.name == name) {
             bad(
                 self,
@@ -2128,10 +2123,9 @@ mod tests {
         assert!(g.schedule.at.is_some());
         assert_eq!(c.groups_of("p").count(), 1);
 
-        let bad: [(&str, &str); 7] = [
+        let bad: [(&str, &str); 6] = [
             ("[Group:g]\nprograms = p, nope\n", "not defined: nope"),
             ("[Group:g]\nprograms = p, p\n", "names p twice"),
-            ("[Group:p]\nprograms = q\n", "the name of a program"),
             ("[Group:all]\nprograms = q\n", "cannot be called \"all\""),
             (
                 "[Group:g]\nprograms = p, q\nsequence = reboot p\n",
