@@ -252,7 +252,11 @@ fn summary_entry(e: &AlertEvent) -> String {
     let note = match e.kind {
         AlertKind::GaveUp => " (maxrestarts reached)",
         AlertKind::RunningAgain => " (after usrsvcd had given up)",
-        AlertKind::Starting | AlertKind::Restarting | AlertKind::MonitorRestart => "",
+        AlertKind::Starting
+        | AlertKind::Restarting
+        | AlertKind::MonitorRestart
+        | AlertKind::HealthRestart
+        | AlertKind::Unhealthy => "",
     };
     let mut s = format!("At {}: {}{note}.\n", when(&e.at), e.kind.subject_word());
     for line in e.text.trim_end().lines() {

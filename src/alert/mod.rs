@@ -33,6 +33,10 @@ pub enum AlertKind {
     Restarting,
     /// A restart because a monitor fired.
     MonitorRestart,
+    /// New in 2.0: a restart because a health check kept failing.
+    HealthRestart,
+    /// New in 2.0: a health check kept failing and its action is `alert`.
+    Unhealthy,
     /// `maxrestarts` reached: no more automatic restarts until it runs again.
     GaveUp,
     /// A program the daemon had given up on was seen running again.
@@ -47,6 +51,8 @@ impl AlertKind {
             AlertKind::Starting => "starting",
             AlertKind::Restarting => "restarting",
             AlertKind::MonitorRestart => "monitor-triggered restart",
+            AlertKind::HealthRestart => "health-triggered restart",
+            AlertKind::Unhealthy => "unhealthy",
             AlertKind::GaveUp => "failed",
             AlertKind::RunningAgain => "running again",
         }
@@ -58,6 +64,8 @@ impl AlertKind {
             AlertKind::Starting => "was started because it was found not running",
             AlertKind::Restarting => "was restarted because it was found not running",
             AlertKind::MonitorRestart => "was restarted due to triggered monitor",
+            AlertKind::HealthRestart => "was restarted because a health check kept failing",
+            AlertKind::Unhealthy => "keeps failing a health check",
             AlertKind::GaveUp => {
                 "has failed too often and will not be restarted until it is seen running again \
                  (fix it, then run \"usrsvc start\")"

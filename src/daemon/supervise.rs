@@ -1480,7 +1480,7 @@ impl Daemon {
                 log.for_program(name).error(&format!(
                     "{name}: {text}; sending an alert (action = alert)."
                 ));
-                self.alert(name, AlertKind::MonitorRestart, format!("{name}: {text}."));
+                self.alert(name, AlertKind::Unhealthy, format!("{name}: {text}."));
             }
             health::HealthAction::Restart => {
                 if run.restart_at.is_some() || !p.cfg.enabled || p.failed {
@@ -1521,7 +1521,7 @@ impl Daemon {
                     "{name} was restarted because its {text}. Restart {} by this usrsvcd; {} consecutive failure(s).",
                     p.restarts, p.failures
                 );
-                self.alert(name, AlertKind::MonitorRestart, mail);
+                self.alert(name, AlertKind::HealthRestart, mail);
             }
         }
     }
@@ -1572,7 +1572,9 @@ impl Daemon {
         }
         let why = plan.why.clone();
         let windows = p.cfg.schedule.windows.clone();
-        let blocked = if p.failed {
+        let blocked = if !p.cfg.enabled {
+            Some("it is disabled (enabled = false)".to_string())
+        } else if p.failed {
             Some("usrsvcd gave up on it (maxrestarts)".to_string())
         } else if run.restart_at.is_some() {
             Some("a monitor or health restart is pending".to_string())
