@@ -206,20 +206,6 @@ fn restart_outside_windows_is_held_back() {
     let pid = t.wait_running("p");
     d.expect_watching("p", pid);
     let since = Instant::now();
-
-    assert!(
-        plan_blocked_by(&t, "p", "outside restart_windows"),
-        "plan of p: {}",
-        plan_row(&t, "p")
-    );
-    let plan = t.run(&["plan"]);
-    plan.expect_code(0);
-    assert!(
-        plan.stdout()
-            .contains("blocked: outside restart_windows until"),
-        "{}",
-        plan.stdout()
-    );
     // Due after 1 s; give it several times that.
     keeps_pid(
         &t,
@@ -234,6 +220,21 @@ fn restart_outside_windows_is_held_back() {
         common::read(&audit_path(&t))
     );
     assert_eq!(d.count("p: planned restart (restart_every = 1s)."), 0);
+
+    // usrsvc plan says why.
+    assert!(
+        plan_blocked_by(&t, "p", "outside restart_windows"),
+        "plan of p: {}",
+        plan_row(&t, "p")
+    );
+    let plan = t.run(&["plan"]);
+    plan.expect_code(0);
+    assert!(
+        plan.stdout()
+            .contains("blocked: outside restart_windows until"),
+        "{}",
+        plan.stdout()
+    );
 }
 
 #[test]
