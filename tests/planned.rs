@@ -411,8 +411,7 @@ fn group_sequence_runs_in_order_with_its_pause() {
         "{}",
         common::read(&audit)
     );
-    // The daemon saw b go down in the pause and left it down (the stop step is the
-    // operator's, so b is "stopped by the operator" until the sequence's start).
+    // The daemon saw b go down in the pause and left it to the sequence (the group's lock).
     d.expect_log(&format!("b (pid {b}) exited"));
     let a2 = t.wait_new_pid("a", a);
     let b2 = t.wait_new_pid("b", b);
@@ -423,6 +422,56 @@ fn group_sequence_runs_in_order_with_its_pause() {
         "{}",
         common::read(&audit)
     );
+}
+
+#[test]
+fn a_sequence_that_fails_half_way_leaves_the_daemon_to_restart_what_it_stopped() {
+    let t = Env::new();
+    // a refuses to come back while HOME/broken exists.
+    let broken = t.path("broken");
+    let script = t.script(
+        "a.sh",
+        &format!(
+            "#!/bin/sh\n[ -e {} ] && exit 3\n{}\n",
+            broken.display(),
+            t.sleep(1)
+        ),
+    );
+    write_config(
+        &t,
+        &audit_main(&t),
+        &[
+            t.program("a", &script.display().to_string(), STABLE),
+            t.program("b", &t.sleep(2), STABLE),
+            "[Group:g]\nprograms = a, b\nsequence = stop b, restart a, start b\n".to_string(),
+        ],
+    );
+    let audit = audit_path(&t);
+    let d = t.daemon();
+    let a = t.wait_running("a");
+    let b = t.wait_running("b");
+    d.expect_watching("b", b);
+    std::fs::write(&broken, "").expect("break a");
+
+    t.run(&["restart", "g", "-r", "upgrade"]).expect_code(137);
+    assert!(
+        !t.path("run/stopped.b").exists(),
+        "a stop step is no operator's stop of b"
+    );
+    // The sequence is over and its lock gone: the daemon brings b back.
+    let b2 = t.wait_new_pid("b", b);
+    d.expect_watching("b", b2);
+    let back = wait_record(&audit, "of b's restart by the daemon", |r| {
+        r["program"] == "b" && r["action"] == "start" && r["trigger"] == "crash"
+    });
+    assert_eq!(back["result"], "ok", "{back}");
+    assert!(!alive(a), "a was stopped by its restart step");
+
+    // `usrsvc stop GROUP` is an operator's stop of every member: the daemon leaves them.
+    std::fs::remove_file(&broken).expect("mend a");
+    t.run(&["start", "g"]).expect_code(0);
+    t.run(&["stop", "g"]).expect_code(0);
+    assert!(t.path("run/stopped.a").exists() && t.path("run/stopped.b").exists());
 }
 
 #[test]

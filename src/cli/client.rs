@@ -72,6 +72,9 @@ struct Args {
     /// Set with --nested: the audit trigger of the parent (a group's members).
     #[arg(long, hide = true)]
     trigger: Option<String>,
+    /// Set with --nested: a step of a group restart (see `control::Request::step`).
+    #[arg(long, hide = true)]
+    step: bool,
     /// Set by `usrsvc ACTION all` for the per-program commands it runs: their parent has
     /// already printed the config warnings and "DEBUG ON".
     #[arg(long, hide = true)]
@@ -166,6 +169,7 @@ fn run(argv: Vec<String>) -> ReturnCode {
         by: Actor::Operator,
         trigger,
         reason: reason.as_deref(),
+        step: args.nested && args.step,
     };
     let nested = Nested {
         config: &config,
@@ -235,7 +239,7 @@ fn run_group(
             control::run_as(config, action, name, console, sub)
         } else {
             let trigger = sub.trigger.to_string();
-            let spawned = nested.spawn(action, name, Some(&trigger));
+            let spawned = nested.spawn(action, name, Some((&trigger, sub.step)));
             nested.finish(action, name, spawned, console)
         };
         if json {
@@ -265,7 +269,7 @@ impl Nested<'_> {
         &self,
         action: Action,
         name: &str,
-        trigger: Option<&str>,
+        trigger: Option<(&str, bool)>,
     ) -> std::io::Result<std::process::Child> {
         let mut cmd = std::process::Command::new("/proc/self/exe");
         std::os::unix::process::CommandExt::arg0(&mut cmd, "usrsvc");
@@ -281,8 +285,11 @@ impl Nested<'_> {
         if self.force {
             cmd.arg("--force");
         }
-        if let Some(t) = trigger {
+        if let Some((t, step)) = trigger {
             cmd.arg("--trigger").arg(t);
+            if step {
+                cmd.arg("--step");
+            }
         }
         cmd.args([action.word(), "--", name]).spawn()
     }

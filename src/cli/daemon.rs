@@ -120,6 +120,7 @@ fn run(argv: Vec<String>) -> ReturnCode {
             by: Actor::Daemon,
             trigger,
             reason: args.reason.as_deref(),
+            step: false,
         };
         return worker(action, &args.words, &req, Log::new(format, args.debug));
     }

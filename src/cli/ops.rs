@@ -241,6 +241,7 @@ fn repair(config: &Config, name: &str, flags: &Flags<'_>, console: &Console) -> 
         by: Actor::Operator,
         trigger: Trigger::Cli,
         reason: reason.as_deref(),
+        step: false,
     };
     let mut code = ReturnCode::Success;
     for check in checks {

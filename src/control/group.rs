@@ -4,8 +4,8 @@
 //!
 //! A group restart holds the group's lock from its first step to its last, so a running
 //! usrsvcd leaves a member that a `stop` step took down alone until the sequence starts it
-//! again; if the sequence dies half-way, the lock goes with it and the daemon restarts what
-//! is down. Each member's action runs through `member` (the callers run it in a process of
+//! again; if the sequence fails or dies half-way, the lock goes with it and the daemon
+//! restarts what is down (a `stop` step never marks a member stopped by the operator). Each member's action runs through `member` (the callers run it in a process of
 //! its own, see `start::launch`), so this module never starts or signals anything itself.
 
 use std::time::{Duration, Instant};
@@ -57,6 +57,9 @@ pub fn run_group(
         by: req.by,
         trigger,
         reason: reason.as_deref(),
+        // `usrsvc stop GROUP` marks its members stopped, as `usrsvc stop NAME` does; the stop
+        // steps of a restart do not (see `Request::step`).
+        step: action == Action::Restart,
     };
     match action {
         Action::Status => worst(

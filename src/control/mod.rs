@@ -73,12 +73,11 @@ impl Outcome {
 }
 
 /// Keeps the operator-stop mark in step with the action, under the program's lock. Some when
-/// the action must not go on. (A `stop` step of an operator's group `sequence` marks too, and
-/// its `start` step clears the mark: a sequence cut short leaves the member stopped, as the
-/// operator left it.)
+/// the action must not go on.
 fn mark(action: Action, name: &str, req: &Request<'_>, report: &dyn Report) -> Option<Outcome> {
     match (action, req.by) {
         (Action::Status, _) => None,
+        (Action::Stop, Actor::Operator) if req.step => None,
         (Action::Stop, Actor::Operator) => {
             if let Err(e) = hold::mark_stopped(name) {
                 report.error(&format!(
@@ -137,6 +136,10 @@ pub struct Request<'r> {
     pub by: Actor,
     pub trigger: Trigger,
     pub reason: Option<&'r str>,
+    /// A step of a group restart: its `stop` does not mark the program stopped by the
+    /// operator. The group's lock keeps usrsvcd off the member until the sequence is over;
+    /// if the sequence fails or dies half-way, the daemon restarts what is down.
+    pub step: bool,
 }
 
 impl<'r> Request<'r> {
@@ -146,6 +149,7 @@ impl<'r> Request<'r> {
             by: Actor::Operator,
             trigger: Trigger::Cli,
             reason,
+            step: false,
         }
     }
 }

@@ -1428,6 +1428,7 @@ impl Daemon {
                         by: crate::control::Actor::Daemon,
                         trigger: Trigger::Health(check.clone()),
                         reason: Some("health check failed; repair command ran"),
+                        step: false,
                     };
                     crate::control::audit::record(
                         &self.config,
