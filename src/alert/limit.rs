@@ -252,6 +252,7 @@ fn summary_entry(e: &AlertEvent) -> String {
     let note = match e.kind {
         AlertKind::GaveUp => " (maxrestarts reached)",
         AlertKind::RunningAgain => " (after usrsvcd had given up)",
+        AlertKind::HealthFailing => " (not restarted)",
         AlertKind::Starting | AlertKind::Restarting | AlertKind::MonitorRestart => "",
     };
     let mut s = format!("At {}: {}{note}.\n", when(&e.at), e.kind.subject_word());
@@ -331,6 +332,7 @@ mod tests {
                 AlertKind::MonitorRestart,
                 "alice - p monitor-triggered restart",
             ),
+            (AlertKind::HealthFailing, "alice - p health check failing"),
             (AlertKind::GaveUp, "alice - p failed"),
             (AlertKind::RunningAgain, "alice - p running again"),
         ] {

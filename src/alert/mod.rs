@@ -33,6 +33,8 @@ pub enum AlertKind {
     Restarting,
     /// A restart because a monitor fired.
     MonitorRestart,
+    /// A health check failed `failures` times with `action = alert`: nothing was restarted.
+    HealthFailing,
     /// `maxrestarts` reached: no more automatic restarts until it runs again.
     GaveUp,
     /// A program the daemon had given up on was seen running again.
@@ -47,6 +49,7 @@ impl AlertKind {
             AlertKind::Starting => "starting",
             AlertKind::Restarting => "restarting",
             AlertKind::MonitorRestart => "monitor-triggered restart",
+            AlertKind::HealthFailing => "health check failing",
             AlertKind::GaveUp => "failed",
             AlertKind::RunningAgain => "running again",
         }
@@ -58,6 +61,9 @@ impl AlertKind {
             AlertKind::Starting => "was started because it was found not running",
             AlertKind::Restarting => "was restarted because it was found not running",
             AlertKind::MonitorRestart => "was restarted due to triggered monitor",
+            AlertKind::HealthFailing => {
+                "is failing a health check and was not restarted (action = alert)"
+            }
             AlertKind::GaveUp => {
                 "has failed too often and will not be restarted until it is seen running again \
                  (fix it, then run \"usrsvc start\")"
