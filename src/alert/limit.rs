@@ -252,11 +252,11 @@ fn summary_entry(e: &AlertEvent) -> String {
     let note = match e.kind {
         AlertKind::GaveUp => " (maxrestarts reached)",
         AlertKind::RunningAgain => " (after usrsvcd had given up)",
+        AlertKind::HealthFailing => " (not restarted)",
         AlertKind::Starting
         | AlertKind::Restarting
         | AlertKind::MonitorRestart
-        | AlertKind::HealthRestart
-        | AlertKind::Unhealthy => "",
+        | AlertKind::HealthRestart => "",
     };
     let mut s = format!("At {}: {}{note}.\n", when(&e.at), e.kind.subject_word());
     for line in e.text.trim_end().lines() {
@@ -334,6 +334,11 @@ mod tests {
             (
                 AlertKind::MonitorRestart,
                 "alice - p monitor-triggered restart",
+            ),
+            (AlertKind::HealthFailing, "alice - p health check failing"),
+            (
+                AlertKind::HealthRestart,
+                "alice - p health-triggered restart",
             ),
             (AlertKind::GaveUp, "alice - p failed"),
             (AlertKind::RunningAgain, "alice - p running again"),

@@ -35,8 +35,8 @@ pub enum AlertKind {
     MonitorRestart,
     /// New in 2.0: a restart because a health check kept failing.
     HealthRestart,
-    /// New in 2.0: a health check kept failing and its action is `alert`.
-    Unhealthy,
+    /// A health check failed `failures` times with `action = alert`: nothing was restarted.
+    HealthFailing,
     /// `maxrestarts` reached: no more automatic restarts until it runs again.
     GaveUp,
     /// A program the daemon had given up on was seen running again.
@@ -52,7 +52,7 @@ impl AlertKind {
             AlertKind::Restarting => "restarting",
             AlertKind::MonitorRestart => "monitor-triggered restart",
             AlertKind::HealthRestart => "health-triggered restart",
-            AlertKind::Unhealthy => "unhealthy",
+            AlertKind::HealthFailing => "health check failing",
             AlertKind::GaveUp => "failed",
             AlertKind::RunningAgain => "running again",
         }
@@ -65,7 +65,9 @@ impl AlertKind {
             AlertKind::Restarting => "was restarted because it was found not running",
             AlertKind::MonitorRestart => "was restarted due to triggered monitor",
             AlertKind::HealthRestart => "was restarted because a health check kept failing",
-            AlertKind::Unhealthy => "keeps failing a health check",
+            AlertKind::HealthFailing => {
+                "is failing a health check and was not restarted (action = alert)"
+            }
             AlertKind::GaveUp => {
                 "has failed too often and will not be restarted until it is seen running again \
                  (fix it, then run \"usrsvc start\")"

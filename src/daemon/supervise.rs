@@ -1481,7 +1481,7 @@ impl Daemon {
                 log.for_program(name).error(&format!(
                     "{name}: {text}; sending an alert (action = alert)."
                 ));
-                self.alert(name, AlertKind::Unhealthy, format!("{name}: {text}."));
+                self.alert(name, AlertKind::HealthFailing, format!("{name}: {text}."));
             }
             health::HealthAction::Restart => {
                 if run.restart_at.is_some() || !p.cfg.enabled || p.failed {
