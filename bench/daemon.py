@@ -297,6 +297,33 @@ class Ours(Supervisor):
             self.extra_notes.append(f"`usrsvcd stop` exited {s.returncode}: {(s.stdout + s.stderr).strip()!r}")
 
 
+class OursPlanned(Ours):
+    """Ours with the features of issue 4 in use: every program has a plan (`restart_every`
+    far away, jitter, windows), a quarter have a health check every 30 s (the default), and
+    a group over four programs guards them with `min_ok`. None of it may cost a crash restart
+    anything, and the idle cost is the daemon's own plus the checks it runs (reaped children)."""
+
+    key, label = "planned", "**ours** + plans, health checks, group"
+
+    def write_config(self):
+        n = len(self.b.names)
+        checked = set(self.b.names[n // 2:3 * n // 4])
+        grouped = self.b.names[3 * n // 4:3 * n // 4 + 4]
+        text = self.usrsvc_config(["stable_seconds = 1", "restart_every = 30d", "restart_jitter = 1h",
+                                   'restart_windows = "Sat-Sun 02:00-04:00"'])
+        # A health check at the end of each checked program's section.
+        sections = text.split("\n[Program:")
+        rebuilt = [sections[0]]
+        for sec in sections[1:]:
+            name = sec.split("]", 1)[0]
+            if name in checked:
+                sec = sec.rstrip("\n") + '\n  [[HealthCheck:alive]]\n  command = kill -0 "$USRSVC_PID"\n  interval = 30s\n\n'
+            rebuilt.append(sec)
+        self.config_text = "\n[Program:".join(rebuilt) + f"\n[Group:g]\nprograms = {', '.join(grouped)}\nmin_ok = 3\n"
+        with open(f"{self.home}/usrsvc.cfg", "w") as f:
+            f.write(self.config_text)
+
+
 class Python(Supervisor):
     key, label = "python", "Python usrsvcd 1.5.13"
 
@@ -925,6 +952,11 @@ class DaemonBench:
             if idle:
                 self.goals.append((f"idle VmRSS < {RSS_GOAL_KB} kB", f"{idle['rss_max']:,} kB (max)", "PASS" if idle["rss_max"] < RSS_GOAL_KB else "FAIL"))
                 self.goals.append((f"idle CPU < {CPU_GOAL_PCT} % of one core", f"{idle['cpu_pct']:.4f} %", "PASS" if idle["cpu_pct"] < CPU_GOAL_PCT else "FAIL"))
+        planned = results.get("planned")
+        lat = planned and planned.get("lat")
+        if lat and lat["samples"]:
+            med, mx = statistics.median(lat["samples"]) / 1e6, max(lat["samples"]) / 1e6
+            self.goals.append((f"with plans and health checks: respawn median < {LAT_MEDIAN_GOAL_MS:.0f} ms", f"{med:.2f} ms", "PASS" if med < LAT_MEDIAN_GOAL_MS else "FAIL"))
         if not self.goals:
             self.goals.append(("our usrsvcd measured", "no", "N/A"))
         self.out("## Goals (ours)")
@@ -991,11 +1023,16 @@ class DaemonBench:
         self.preflight()
         self.setup()
         log(f"temp tree: {self.root}")
-        wanted = self.args.only.split(",") if self.args.only else ["ours", "python", "monit"]
-        classes = {"ours": (Ours, self.args.ours), "python": (Python, self.args.py_usrsvcd), "monit": (Monit, self.args.monit)}
+        wanted = self.args.only.split(",") if self.args.only else ["ours", "planned", "python", "monit"]
+        classes = {
+            "ours": (Ours, self.args.ours),
+            "planned": (OursPlanned, self.args.ours),
+            "python": (Python, self.args.py_usrsvcd),
+            "monit": (Monit, self.args.monit),
+        }
         for key in wanted:
             if key not in classes:
-                raise BenchError(f"--only: unknown supervisor {key!r} (ours, python, monit)")
+                raise BenchError(f"--only: unknown supervisor {key!r} (ours, planned, python, monit)")
             cls, exe = classes[key]
             if not exe:
                 log(f"SKIPPING {cls.label}: no executable given")
@@ -1038,7 +1075,7 @@ def main():
     ap.add_argument("--ours", help="our usrsvcd binary (run as `usrsvcd --foreground`)")
     ap.add_argument("--py-usrsvcd", help="the Python usrsvcd 1.5.13 script (omit to skip)")
     ap.add_argument("--monit", help="the monit binary (omit to skip)")
-    ap.add_argument("--only", help="comma-separated subset of ours,python,monit (default: all given)")
+    ap.add_argument("--only", help="comma-separated subset of ours,planned,python,monit (default: all given)")
     ap.add_argument("--results", help="also write the markdown results here")
     ap.add_argument("--programs", type=int, default=100, help="supervised programs per supervisor (default 100)")
     ap.add_argument("--window", type=float, default=60, help="idle window in s (default 60; 0 = skip)")
