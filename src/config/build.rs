@@ -1699,6 +1699,33 @@ impl<'a> Builder<'a> {
             }
         }
         let schedule = self.schedule(&values, scope);
+        // A `min_ok` the group's own restart can never meet would hold every planned restart
+        // back for ever: say so now.
+        let probe = GroupConfig {
+            name: name.to_string(),
+            defined_at: defined_at.clone(),
+            programs: members.clone(),
+            sequence: sequence.clone(),
+            min_ok,
+            schedule: Schedule::default(),
+        };
+        let most = u64::try_from(probe.most_down()).unwrap_or(u64::MAX);
+        let can_stay = u64::try_from(members.len())
+            .unwrap_or(0)
+            .saturating_sub(most);
+        if min_ok > can_stay && usize::try_from(min_ok).is_ok_and(|n| n < members.len()) {
+            if let Some(Some((_, origin, key))) = self.scalar(&values, "min_ok", scope, "") {
+                bad(
+                    self,
+                    Some(&origin),
+                    Some(&key),
+                    format!(
+                        "min_ok ({min_ok}) can never hold: the sequence has {most} of the {} members down at once, so at most {can_stay} stay up.",
+                        members.len()
+                    ),
+                );
+            }
+        }
         let unknown = Self::unknown(&values, &GROUP_KEYS);
         if let Some(first) = unknown.first() {
             let names: Vec<&str> = unknown.iter().map(|i| i.key()).collect();
@@ -2104,7 +2131,7 @@ mod tests {
         let two =
             format!("{PROG}[Program:q]\ncommand = sleep 2\npidfile = q.pid\nstdout = logs/q.out\n");
         let c = ok(&[main_with(&format!(
-            "{two}[Group:g]\nprograms = q, p\nsequence = stop q, wait 5m, restart p, start q\nmin_ok = 1\nrestart_at = 03:30\n"
+            "{two}[Group:g]\nprograms = q, p\nsequence = restart q, wait 5m, restart p, start q\nmin_ok = 1\nrestart_at = 03:30\n"
         ))]);
         let g = c.group("g").expect("g");
         assert_eq!(g.programs, ["q", "p"]);
@@ -2112,7 +2139,7 @@ mod tests {
             g.sequence.as_deref(),
             Some(
                 &[
-                    Step::Stop("q".into()),
+                    Step::Restart("q".into()),
                     Step::Wait(300.0),
                     Step::Restart("p".into()),
                     Step::Start("q".into())
@@ -2123,7 +2150,7 @@ mod tests {
         assert!(g.schedule.at.is_some());
         assert_eq!(c.groups_of("p").count(), 1);
 
-        let bad: [(&str, &str); 6] = [
+        let bad: [(&str, &str); 7] = [
             ("[Group:g]\nprograms = p, nope\n", "not defined: nope"),
             ("[Group:g]\nprograms = p, p\n", "names p twice"),
             ("[Group:all]\nprograms = q\n", "cannot be called \"all\""),
@@ -2138,6 +2165,10 @@ mod tests {
             (
                 "[Group:g]\nprograms = p, q\nmin_ok = 2\n",
                 "min_ok (2) must be less",
+            ),
+            (
+                "[Group:g]\nprograms = p, q\nmin_ok = 1\nsequence = stop p, restart q, start p\n",
+                "min_ok (1) can never hold: the sequence has 2 of the 2 members down at once",
             ),
         ];
         for (text, want) in bad {

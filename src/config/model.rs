@@ -159,6 +159,36 @@ pub struct GroupConfig {
     pub schedule: Schedule,
 }
 
+impl GroupConfig {
+    /// How many members can be down at once during the group's restart: 1 when rolling, else
+    /// the most that the sequence has stopped (or is restarting) at any step.
+    pub fn most_down(&self) -> usize {
+        let Some(steps) = &self.sequence else {
+            return 1;
+        };
+        let mut down: Vec<&str> = Vec::new();
+        let mut most = 0;
+        for step in steps {
+            match step {
+                Step::Stop(m) => {
+                    if !down.contains(&m.as_str()) {
+                        down.push(m);
+                    }
+                    most = most.max(down.len());
+                }
+                Step::Start(m) => down.retain(|d| d != m),
+                Step::Restart(m) => {
+                    let extra = usize::from(!down.contains(&m.as_str()));
+                    most = most.max(down.len() + extra);
+                    down.retain(|d| d != m);
+                }
+                Step::Wait(_) => {}
+            }
+        }
+        most
+    }
+}
+
 /// One step of a group's `sequence`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Step {

@@ -250,34 +250,6 @@ pub fn health_target(config: &Config, program: &str) -> Option<health::Target> {
     })
 }
 
-/// How many members can be down at once during the group's restart: 1 when rolling, else
-/// the most that the sequence has stopped (or is restarting) at any step.
-pub fn most_down(group: &GroupConfig) -> usize {
-    let Some(steps) = &group.sequence else {
-        return 1;
-    };
-    let mut down: Vec<&str> = Vec::new();
-    let mut most = 0;
-    for step in steps {
-        match step {
-            Step::Stop(m) => {
-                if !down.contains(&m.as_str()) {
-                    down.push(m);
-                }
-                most = most.max(down.len());
-            }
-            Step::Start(m) => down.retain(|d| d != m),
-            Step::Restart(m) => {
-                let extra = usize::from(!down.contains(&m.as_str()));
-                most = most.max(down.len() + extra);
-                down.retain(|d| d != m);
-            }
-            Step::Wait(_) => {}
-        }
-    }
-    most
-}
-
 /// Why a planned restart of `group` must wait for `min_ok`, if it must: `ok` says whether a
 /// member is up and healthy now.
 pub fn min_ok_blocks(group: &GroupConfig, ok: &dyn Fn(&str) -> bool) -> Option<String> {
@@ -285,7 +257,7 @@ pub fn min_ok_blocks(group: &GroupConfig, ok: &dyn Fn(&str) -> bool) -> Option<S
         return None;
     }
     let up = group.programs.iter().filter(|m| ok(m)).count();
-    let left = up.saturating_sub(most_down(group));
+    let left = up.saturating_sub(group.most_down());
     (u64::try_from(left).unwrap_or(u64::MAX) < group.min_ok).then(|| {
         format!(
             "min_ok = {}: {up} of {} members are up and healthy, the restart would leave {left}",
@@ -340,7 +312,7 @@ mod tests {
 
     #[test]
     fn most_down_follows_the_sequence() {
-        assert_eq!(most_down(&group(None, 0)), 1);
+        assert_eq!(group(None, 0).most_down(), 1);
         let seq = vec![
             Step::Stop("a".into()),
             Step::Wait(1.0),
@@ -348,13 +320,13 @@ mod tests {
             Step::Start("a".into()),
             Step::Restart("c".into()),
         ];
-        assert_eq!(most_down(&group(Some(seq), 0)), 2);
+        assert_eq!(group(Some(seq), 0).most_down(), 2);
         let seq = vec![
             Step::Stop("a".into()),
             Step::Stop("b".into()),
             Step::Stop("a".into()),
         ];
-        assert_eq!(most_down(&group(Some(seq), 0)), 2);
+        assert_eq!(group(Some(seq), 0).most_down(), 2);
     }
 
     #[test]
