@@ -436,16 +436,15 @@ fn unix_datagram_target_gets_the_message() {
     assert_message_is_the_record(&buf[..n], &record, &log);
 }
 
-/// A port on 127.0.0.1 that nothing listens on (it was free a moment ago).
-fn closed_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
+#[path = "common/net.rs"]
+mod net;
 
 #[test]
 fn refused_tcp_is_a_problem_and_the_file_still_has_the_record() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let target_text = format!("tcp://127.0.0.1:{}", closed_port());
+    // Bound, never listening: refused for as long as the test holds it.
+    let refusing = net::RefusingPort::new();
+    let target_text = format!("tcp://127.0.0.1:{}", refusing.port);
     let log = dir.path().join("audit.log");
     let audit = AuditLog::new(log.clone(), Some(target_text.parse().expect("target")));
     let record = tricky_record();
@@ -467,10 +466,8 @@ fn refused_tcp_is_a_problem_and_the_file_still_has_the_record() {
 #[test]
 fn refused_udp_is_a_problem_and_the_file_still_has_every_record() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = {
-        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        s.local_addr().expect("addr").port()
-    };
+    let refusing = net::RefusingUdpPort::new();
+    let port = refusing.port;
     let target_text = format!("udp://127.0.0.1:{port}");
     let log = dir.path().join("audit.log");
     let audit = AuditLog::new(log.clone(), Some(target_text.parse().expect("target")));

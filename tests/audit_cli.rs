@@ -196,12 +196,9 @@ fn records_reach_a_udp_syslog_listener_as_rfc5424() {
 #[test]
 fn an_unreachable_syslog_neither_stops_the_action_nor_loses_the_record() {
     let t = Env::new();
-    // A port nobody listens on: bind, note it, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    // Bound, never listening: refused for as long as the test holds it.
+    let refusing = common::net::RefusingPort::new();
+    let port = refusing.port;
     main_with(
         &t,
         &format!("audit_syslog = tcp://127.0.0.1:{port}"),

@@ -906,16 +906,26 @@ fn the_data_service_example_has_a_group_a_plan_and_health_checks() {
 fn the_rolling_group_example_inherits_its_health_check() {
     let h = Home::new();
     copy(&repo("examples/usrsvc.cfg"), &h.path("usrsvc.cfg"));
-    copy(&repo("examples/cfg/web.cfg"), &h.path("usrsvc.d/cfg/web.cfg"));
+    copy(
+        &repo("examples/cfg/web.cfg"),
+        &h.path("usrsvc.d/cfg/web.cfg"),
+    );
     fs::create_dir_all(h.path("usrsvc.d/logs")).expect("mkdir");
     let c = h.ok();
     let g = c.group("web").expect("group");
-    assert_eq!((g.programs.len(), g.min_ok, g.sequence.is_none()), (3, 2, true));
+    assert_eq!(
+        (g.programs.len(), g.min_ok, g.sequence.is_none()),
+        (3, 2, true)
+    );
     assert!(g.schedule.every.is_some() && g.schedule.windows.is_some());
     for name in ["web1", "web2", "web3"] {
         let p = c.program(name).expect("worker");
         let checks: Vec<&str> = p.health_checks.iter().map(|h| h.name.as_str()).collect();
-        assert_eq!(checks, ["http"], "{name} inherits the check from its defaults");
+        assert_eq!(
+            checks,
+            ["http"],
+            "{name} inherits the check from its defaults"
+        );
         assert_eq!(p.health_checks[0].failures, 4);
         assert_eq!(p.term_to_kill_seconds, 20.0);
     }

@@ -7,6 +7,7 @@
     reason = "each test crate uses a different part of the harness"
 )]
 
+pub mod net;
 pub mod smtp;
 
 use std::path::{Path, PathBuf};
