@@ -55,9 +55,12 @@ pub fn guard(
         switch.display()
     ));
     const FORCED: &str = "forced past the kill switch";
+    // A group's or `all`'s members run as nested commands that pass this guard again with
+    // the reason already marked.
+    let marked = format!("({FORCED})");
     Ok(Some(match reason {
-        Some(r) if r.ends_with(FORCED) => r,
-        Some(r) => format!("{r} ({FORCED})"),
+        Some(r) if r == FORCED || r.ends_with(&marked) => r,
+        Some(r) => format!("{r} {marked}"),
         None => FORCED.to_string(),
     }))
 }
