@@ -427,6 +427,15 @@ fn a_group_may_carry_a_programs_name_and_program_colon_picks_the_program() {
         "newest first: xrootd stopped before cmsd"
     );
     t.run(&["status", "group:nope"]).expect_code(133);
+
+    // program:NAME names the program for signal, repair and history too.
+    t.run(&["signal", "program:cmsd", "USR2"]).expect_code(1);
+    let r = t.run(&["history", "program:xrootd"]);
+    r.expect_code(0);
+    assert!(r.stdout().contains("xrootd  stop"), "{}", r.stdout());
+    let r = t.run(&["repair", "program:xrootd"]);
+    r.expect_code(1);
+    assert!(r.stderr().contains("no health check"), "{}", r.stderr());
 }
 
 #[test]
