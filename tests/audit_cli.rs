@@ -424,4 +424,53 @@ fn a_group_may_carry_a_programs_name_and_program_colon_picks_the_program() {
         "newest first: xrootd stopped before cmsd"
     );
     t.run(&["status", "group:nope"]).expect_code(133);
+
+    // program:NAME names the program for signal, repair and history too.
+    t.run(&["signal", "program:cmsd", "USR2"]).expect_code(1);
+    let r = t.run(&["history", "program:xrootd"]);
+    r.expect_code(0);
+    assert!(r.stdout().contains("xrootd  stop"), "{}", r.stdout());
+    let r = t.run(&["repair", "program:xrootd"]);
+    r.expect_code(1);
+    assert!(r.stderr().contains("no health check"), "{}", r.stderr());
+}
+
+#[test]
+fn members_of_a_group_or_all_keep_the_reason_as_given_once_forced() {
+    let t = Env::new();
+    let switch = t.path("FREEZE");
+    t.config(&format!(
+        "[Main]\nkill_switch_file = {}\n\n{}\n{}\n[Group:g]\nprograms = a, b\n",
+        switch.display(),
+        t.program("a", &t.sleep(12), ""),
+        t.program("b", &t.sleep(13), "")
+    ));
+    // A reason that starts with '-' reaches the members' commands as a reason, not a flag.
+    t.run(&["start", "g", "--reason=-x hotfix"]).expect_code(0);
+    std::fs::write(&switch, "").expect("switch on");
+    // The members pass the guard again: the mark is added once.
+    t.run(&["restart", "all", "--force", "-r", "deploy"])
+        .expect_code(0);
+    t.run(&["stop", "g", "--force"]).expect_code(0);
+    let reasons: Vec<(String, String)> = audit(&t)
+        .iter()
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap_or("?").to_string(),
+                r["reason"].as_str().unwrap_or("?").to_string(),
+            )
+        })
+        .collect();
+    let want = |action: &str, reason: &str| (action.to_string(), reason.to_string());
+    assert_eq!(
+        reasons,
+        [
+            want("start", "-x hotfix"),
+            want("start", "-x hotfix"),
+            want("restart", "deploy (forced past the kill switch)"),
+            want("restart", "deploy (forced past the kill switch)"),
+            want("stop", "forced past the kill switch"),
+            want("stop", "forced past the kill switch"),
+        ]
+    );
 }

@@ -1082,3 +1082,97 @@ fn mangled_configs_never_panic() {
         try_load(&h, l.join("\n").as_bytes());
     }
 }
+
+/// The keys new in 2.0: schedules, windows, groups, sequences, health checks, the kill switch
+/// and the audit trail, inherited through DefaultSettings too.
+const RICH_2_0: &str = "[Main]
+config_dir = cfg/
+restart_windows = \"Mon-Fri 01:00-05:00, Sat-Sun 00:00-24:00\", 22:00-02:00
+kill_switch_file = ~/FREEZE
+require_reason = true
+audit_log = logs/audit.log
+audit_syslog = udp://127.0.0.1:514
+[DefaultSettings:d]
+restart_jitter = 1h30m
+[[HealthCheck:base]]
+command = true
+interval = 0.5
+[Program:p]
+defaults = d
+command = sleep 1000
+pidfile = p.pid
+stdout = logs/p.out
+restart_every = 3d
+restart_at = Sun 03:30, Mon-Fri 02:00
+restart_delay = 5m
+term_to_kill_seconds = 1.5s
+[[HealthCheck:http]]
+command = curl -fs localhost
+interval = 30s
+timeout = 10s
+start_period = 1m
+failures = 3
+repair = ./fix
+action = alert
+[Program:q]
+command = sleep 1001
+pidfile = q.pid
+stdout = logs/q.out
+restart_windows = Fri-Mon 23:00-24:00
+[Group:g]
+programs = p, q
+sequence = \"stop q, wait 5m, restart p, start q\"
+min_ok = 1
+restart_at = Sat-Sun 04:00
+[Group:p]
+programs = q, p
+";
+
+#[test]
+fn mangled_configs_with_the_2_0_keys_never_panic() {
+    let h = Home::new();
+    h.main(RICH_2_0);
+    h.ok();
+    let bytes = RICH_2_0.as_bytes();
+    for end in 0..=bytes.len() {
+        try_load(&h, bytes.get(..end).unwrap_or_default());
+    }
+    let mut rng = Rng(0x0200_5eed_cafe);
+    let specials = b"[]\"'#,=%()&~\\\n\t -:0123456789smhd\xff\xc3\x80";
+    for _ in 0..1500 {
+        let mut b = bytes.to_vec();
+        for _ in 0..=rng.below(6) {
+            let i = rng.below(b.len());
+            let byte = if rng.below(3) != 0 {
+                specials
+                    .get(rng.below(specials.len()))
+                    .copied()
+                    .unwrap_or(b'x')
+            } else {
+                u8::try_from(rng.next() & 0xff).unwrap_or(0)
+            };
+            match rng.below(3) {
+                0 => {
+                    if let Some(slot) = b.get_mut(i) {
+                        *slot = byte;
+                    }
+                }
+                1 => b.insert(i, byte),
+                _ => {
+                    if i < b.len() {
+                        b.remove(i);
+                    }
+                }
+            }
+        }
+        try_load(&h, &b);
+    }
+    let lines: Vec<&str> = RICH_2_0.lines().collect();
+    for _ in 0..300 {
+        let mut l = lines.clone();
+        for i in (1..l.len()).rev() {
+            l.swap(i, rng.below(i + 1));
+        }
+        try_load(&h, l.join("\n").as_bytes());
+    }
+}

@@ -279,14 +279,15 @@ impl Nested<'_> {
         if self.debug {
             cmd.arg("--debug");
         }
+        // `--flag=VALUE`: a value that starts with `-` (`--reason=-x`) is not taken for a flag.
         if let Some(r) = self.reason {
-            cmd.arg("--reason").arg(r);
+            cmd.arg(format!("--reason={r}"));
         }
         if self.force {
             cmd.arg("--force");
         }
         if let Some((t, step)) = trigger {
-            cmd.arg("--trigger").arg(t);
+            cmd.arg(format!("--trigger={t}"));
             if step {
                 cmd.arg("--step");
             }

@@ -55,9 +55,12 @@ pub fn guard(
         switch.display()
     ));
     const FORCED: &str = "forced past the kill switch";
+    // A group's or `all`'s members run as nested commands that pass this guard again with
+    // the reason already marked.
+    let marked = format!("({FORCED})");
     Ok(Some(match reason {
-        Some(r) if r.ends_with(FORCED) => r,
-        Some(r) => format!("{r} ({FORCED})"),
+        Some(r) if r == FORCED || r.ends_with(&marked) => r,
+        Some(r) => format!("{r} {marked}"),
         None => FORCED.to_string(),
     }))
 }
@@ -75,18 +78,29 @@ pub fn run(
         Some(ReturnCode::GeneralFailure)
     };
     match (verb.as_str(), rest) {
-        ("signal", [name, sig]) => Some(signal(config, name, sig, flags, console)),
+        ("signal", [name, sig]) => Some(signal(config, program(config, name), sig, flags, console)),
         ("signal", _) => invalid("usrsvc signal NAME SIGNAL [--reason TEXT]"),
         ("health", [name]) => Some(health(config, name, flags, console)),
         ("health", _) => invalid("usrsvc health NAME|GROUP|all [--json]"),
-        ("repair", [name]) => Some(repair(config, name, flags, console)),
+        ("repair", [name]) => Some(repair(config, program(config, name), flags, console)),
         ("repair", _) => invalid("usrsvc repair NAME [--reason TEXT]"),
-        ("history", [] | [_]) => Some(history(config, rest.first(), flags, console)),
+        ("history", [] | [_]) => {
+            let name = rest.first().map(|n| program(config, n));
+            Some(history(config, name, flags, console))
+        }
         ("history", _) => invalid("usrsvc history [NAME] [-n N] [--json]"),
         ("plan", []) => Some(super::plan::plan(config, flags.json, console)),
         ("plan", _) => invalid("usrsvc plan [--json]"),
         _ => None,
     }
+}
+
+/// `program:NAME` is the program NAME here too, as for the other verbs (these act on
+/// programs only, so a bare NAME is the program already).
+fn program<'n>(config: &Config, name: &'n str) -> &'n str {
+    name.strip_prefix("program:")
+        .filter(|p| config.program(p).is_some())
+        .unwrap_or(name)
 }
 
 fn signal(
@@ -275,7 +289,7 @@ fn repair(config: &Config, name: &str, flags: &Flags<'_>, console: &Console) -> 
 
 fn history(
     config: &Config,
-    name: Option<&String>,
+    name: Option<&str>,
     flags: &Flags<'_>,
     console: &Console,
 ) -> ReturnCode {
@@ -284,7 +298,7 @@ fn history(
         return ReturnCode::InsufficientPermissions;
     };
     let n = flags.count.unwrap_or(20);
-    let (records, skipped) = match crate::audit::read_history(&path, name.map(String::as_str), n) {
+    let (records, skipped) = match crate::audit::read_history(&path, name, n) {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), 0),
         Err(e) => {
