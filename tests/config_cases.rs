@@ -1121,7 +1121,7 @@ stdout = logs/q.out
 restart_windows = Fri-Mon 23:00-24:00
 [Group:g]
 programs = p, q
-sequence = \"stop q, wait 5m, restart p, start q\"
+sequence = \"restart q, wait 5m, restart p\"
 min_ok = 1
 restart_at = Sat-Sun 04:00
 [Group:p]

@@ -90,6 +90,7 @@ impl Args {
             force: self.force,
             json: self.json,
             count: self.count,
+            nested: self.nested,
         }
     }
 }
@@ -209,10 +210,12 @@ fn target<'c>(
         return Ok((name.to_string(), None));
     }
     if let Some(g) = name.strip_prefix("group:") {
-        return config
-            .group(g)
-            .map(|g| (g.name.clone(), Some(g)))
-            .ok_or(ReturnCode::ProgramUndefined);
+        return match config.group(g) {
+            Some(g) => Ok((g.name.clone(), Some(g))),
+            // A 1.5.13 program may be called `group:x`.
+            None if config.program(name).is_some() => Ok((name.to_string(), None)),
+            None => Err(ReturnCode::ProgramUndefined),
+        };
     }
     if let Some(p) = name.strip_prefix("program:") {
         if config.program(p).is_some() {

@@ -15,6 +15,8 @@ pub struct Flags<'f> {
     pub force: bool,
     pub json: bool,
     pub count: Option<usize>,
+    /// A member's command run by a group or `all`: its parent has said what is shared.
+    pub nested: bool,
 }
 
 /// The guard rails of a verb that acts on programs: `Ok(reason to record)`, or the refusal's
@@ -50,10 +52,12 @@ pub fn guard(
         ));
         return Err(ReturnCode::KillSwitchEngaged);
     }
-    console.warn(&format!(
-        "Warning: the kill switch {} is on; acting anyway (--force).",
-        switch.display()
-    ));
+    if !flags.nested {
+        console.warn(&format!(
+            "Warning: the kill switch {} is on; acting anyway (--force).",
+            switch.display()
+        ));
+    }
     const FORCED: &str = "forced past the kill switch";
     // A group's or `all`'s members run as nested commands that pass this guard again with
     // the reason already marked.
@@ -112,7 +116,7 @@ fn signal(
 ) -> ReturnCode {
     let Some(signal) = control::parse_signal(sig) else {
         console.error(&format!(
-            "Unknown signal: {sig}. Give a name (QUIT, SIGQUIT, HUP, USR1, …) or a number."
+            "Unknown signal: {sig}. Give a name (QUIT, SIGQUIT, HUP, USR1, …) or a number from 1 to 31."
         ));
         return ReturnCode::InvalidAction;
     };
@@ -211,6 +215,8 @@ fn health(config: &Config, name: &str, flags: &Flags<'_>, console: &Console) -> 
     }
     if flags.json {
         println!("{}", serde_json::Value::Array(rows));
+    } else if jobs.is_empty() && rows.is_empty() && name == "all" {
+        console.info("No program has a health check ([[HealthCheck:NAME]]).");
     }
     if failing {
         ReturnCode::GeneralFailure

@@ -141,6 +141,13 @@ pub fn plan(config: &Config, json: bool, console: &Console) -> ReturnCode {
         console.info("No programs or groups are configured.");
         return ReturnCode::Success;
     }
+    if state.is_none()
+        && rows
+            .iter()
+            .any(|r| r.plan.is_some() || !r.blocked.is_empty())
+    {
+        console.info("usrsvcd is not running: planned restarts happen only under usrsvcd.");
+    }
     println!(
         "{:<8} {:<20} {:<26} WHY / BLOCKED BY",
         "KIND", "NAME", "NEXT RESTART"

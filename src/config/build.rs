@@ -527,6 +527,23 @@ impl<'a> Builder<'a> {
     /// program or group (windows left `None` here when not set: the caller applies
     /// `[Main]`'s).
     fn schedule(&mut self, values: &Values<'_, 'a>, scope: &Scope) -> Schedule {
+        // `restart_every = 3` is three seconds, and every restart succeeds, so nothing would
+        // stop the storm a typo for `3d` starts: a plain number must be a minute or more (a
+        // unit says what is meant: `3s`).
+        if let Some(Some((v, origin, key))) = self.scalar(values, "restart_every", scope, "") {
+            let plain = v.trim().parse::<f64>().ok();
+            if plain.is_some_and(|n| n > 0.0 && n < 60.0) {
+                self.error(
+                    Kind::InvalidDuration,
+                    scope,
+                    Some(&origin),
+                    Some(&key),
+                    format!(
+                        "restart_every = {v} means every {v} seconds; write {v}s if that is meant, or give a unit (m, h, d)."
+                    ),
+                );
+            }
+        }
         let every = self
             .duration(values, "restart_every", scope, "")
             .filter(|d| !d.is_zero());
@@ -1480,7 +1497,20 @@ impl<'a> Builder<'a> {
             let start_period = self
                 .duration(&inner, "start_period", scope, &prefix)
                 .unwrap_or_default();
-            let failures = self.int(&inner, "failures", 3, scope, &prefix).max(1);
+            let failures = self.int(&inner, "failures", 3, scope, &prefix);
+            if failures == 0 {
+                if let Some(Some((_, origin, k))) = self.scalar(&inner, "failures", scope, &prefix)
+                {
+                    self.error(
+                        Kind::InvalidRange,
+                        scope,
+                        Some(&origin),
+                        Some(&format!("{prefix}{k}")),
+                        "failures must be at least 1.".into(),
+                    );
+                }
+            }
+            let failures = failures.max(1);
             let repair = match self.scalar(&inner, "repair", scope, &prefix) {
                 Some(Some((v, _, _))) if !v.trim().is_empty() => Some(v.trim().to_string()),
                 _ => None,
@@ -1548,19 +1578,7 @@ impl<'a> Builder<'a> {
             let Some(root) = file.tree.section(ROOT) else {
                 continue;
             };
-            for e in &root.entries {
-                if let Some(name) = e.key.strip_prefix("Group:") {
-                    self.errors.push(
-                        ConfigError::new(
-                            Kind::NotASection,
-                            file.path.clone(),
-                            format!("Group:{name} must be a section, like [Group:{name}]"),
-                        )
-                        .at_line(e.line)
-                        .for_key(e.key.clone()),
-                    );
-                }
-            }
+            // A top-level `Group:x = …` key is ignored, as 1.5.13 ignored every top-level key.
             for &c in &root.children {
                 let Some(sec) = file.tree.section(c) else {
                     continue;
@@ -1578,6 +1596,17 @@ impl<'a> Builder<'a> {
                     line: sec.line,
                 };
                 let table = Table::from_section(files, fi, c, false, None);
+                // 1.5.13 ignored every section it did not know: a `[Group:…]` without
+                // `programs` is one of those, not a 2.0 group, and is ignored as it was.
+                if table.get("programs").is_none() {
+                    self.warnings.push(format!(
+                        "Warning: [{}] at {}:{} has no \"programs\" key: ignored, as usrsvc 1.5.13 ignored it. A group names its members with programs = NAME, NAME, ...",
+                        sec.name,
+                        file.path.display(),
+                        sec.line
+                    ));
+                    continue;
+                }
                 if let Some(g) = self.group(name, &table, here, &scope, programs, &groups) {
                     let mut g = g;
                     if g.schedule.windows.is_none() {
@@ -2056,12 +2085,25 @@ mod tests {
 
     #[test]
     fn planned_restart_keys_rejected_with_their_place() {
-        let cases: [(&str, Kind, usize, &str); 8] = [
+        let cases: [(&str, Kind, usize, &str); 10] = [
             (
                 "restart_every = 5x\n",
                 Kind::InvalidDuration,
                 6,
                 "restart_every",
+            ),
+            // A plain 3 is three seconds: surely a typo for 3d.
+            (
+                "restart_every = 3\n",
+                Kind::InvalidDuration,
+                6,
+                "restart_every",
+            ),
+            (
+                "[[HealthCheck:h]]\ncommand = x\nfailures = 0\n",
+                Kind::InvalidRange,
+                8,
+                "HealthCheck:h.failures",
             ),
             (
                 "restart_at = 25:00\n",
@@ -2124,6 +2166,26 @@ mod tests {
         assert_eq!(e[0].kind, Kind::InvalidInt);
         let e = errors(&[main_with(&format!("audit_syslog = http://x\n{PROG}"))]);
         assert_eq!((e[0].kind, e[0].line), (Kind::InvalidSyslog, Some(2)));
+    }
+
+    #[test]
+    fn a_group_section_of_a_1_5_13_file_is_ignored_as_it_was() {
+        let c = ok(&[main_with(&format!(
+            "{PROG}[Group:frontend]\nmembers = web\nowner = ops\n"
+        ))]);
+        assert!(c.groups.is_empty());
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("[Group:frontend]") && w.contains("ignored")),
+            "{:?}",
+            c.warnings
+        );
+        let c = ok(&[file(
+            "/home/u/usrsvc.cfg",
+            &format!("Group:g = 5\n[Main]\n{PROG}"),
+        )]);
+        assert!(c.groups.is_empty());
     }
 
     #[test]
