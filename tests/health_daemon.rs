@@ -14,6 +14,7 @@
 mod common;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use common::daemon::{Daemon, LONG};
 use common::{alive, wait_for, Env};
@@ -829,4 +830,27 @@ fn usrsvc_repair_runs_the_repair_command_and_audits_it() {
         (last["action"].clone(), last["result"].clone()),
         ("repair:probe".into(), "failed".into())
     );
+}
+
+#[test]
+fn a_program_removed_from_the_config_is_no_longer_checked() {
+    let t = Env::new();
+    let check = recording(&t, "check.sh", "check", "exit 0");
+    web_config(
+        &t,
+        "",
+        "",
+        &format!("command = {}\ninterval = 0.2\n", check.display()),
+    );
+    let (d, pid) = daemon_with_web(&t);
+    let line = format!("check {pid}");
+    assert!(wait_for(LONG, || count(&t, &line) >= 2));
+    t.config("[Main]\n");
+    t.run_bin("usrsvcd", &["reread"]).expect_code(0);
+    d.expect_log("web is no longer in the config");
+    std::thread::sleep(Duration::from_millis(500));
+    let n = count(&t, &line);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(count(&t, &line), n, "checks go on: {:?}", events(&t));
+    t.track(pid);
 }

@@ -1925,6 +1925,10 @@ impl Daemon {
                 "{name} is no longer in the config: no longer managed, left as it is."
             ));
             self.progs.remove(&name);
+            // Its health checks too: nothing would ever stop them otherwise.
+            if let Some(h) = self.health.as_mut() {
+                h.unwatch(&name);
+            }
         }
         let mut fresh = Vec::new();
         for cfg in &new.programs {
