@@ -680,3 +680,35 @@ fn plan_shows_the_next_restart_at_and_no_schedule() {
     assert!(line("p").contains(&format!("restart_at = {hhmm}")), "{out}");
     assert!(line("q").contains("no schedule"), "{out}");
 }
+
+#[test]
+fn a_group_sequence_that_leaves_a_member_alone_is_not_restarted_in_a_loop() {
+    let t = Env::new();
+    // a is in no step: it keeps its age, which must not count as the group's.
+    write_config(
+        &t,
+        &audit_main(&t),
+        &[
+            t.program("a", &t.sleep(1), STABLE),
+            t.program("b", &t.sleep(2), STABLE),
+            "[Group:g]\nprograms = a, b\nsequence = restart b\nrestart_every = 3s\n".to_string(),
+        ],
+    );
+    let audit = audit_path(&t);
+    let d = t.daemon();
+    let a = t.wait_running("a");
+    d.expect_watching("a", a);
+    d.expect_log("group g: planned restart done.");
+    std::thread::sleep(Duration::from_secs(2));
+    let restarts = records(&audit)
+        .into_iter()
+        .filter(|r| is(r, "b", "restart", "group:g"))
+        .count();
+    assert_eq!(
+        restarts,
+        1,
+        "b restarted {restarts} times in ~2 s:\n{}",
+        d.dump()
+    );
+    assert_eq!(t.pid_of("a"), Some(a));
+}

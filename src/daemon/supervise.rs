@@ -1626,10 +1626,13 @@ impl Daemon {
                 }
                 let mut state = self.groups.remove(&g.name).unwrap_or_default();
                 if state.worker.is_none() {
-                    // The group's uptime is its oldest running member's.
+                    // The group's uptime is its oldest running member's, among those its
+                    // restart renews: any other keeps its age, and would make it due at once.
+                    let renewed = group::renewed(g);
                     let oldest = g
                         .programs
                         .iter()
+                        .filter(|m| renewed.contains(&m.as_str()) && !hold::is_stopped(m))
                         .filter_map(|m| match &self.progs.get(m)?.phase {
                             Phase::Running(r) => Some(r.info.start_time()),
                             _ => None,
