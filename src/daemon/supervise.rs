@@ -1579,6 +1579,14 @@ impl Daemon {
             Some("usrsvcd gave up on it (maxrestarts)".to_string())
         } else if run.restart_at.is_some() {
             Some("a monitor or health restart is pending".to_string())
+        } else if hold::is_stopped(name) {
+            // The worker would leave it running, and the overdue plan would fire at once.
+            Some(format!(
+                "it was stopped by the operator (usrsvc stop {name})"
+            ))
+        } else if matches!(ProgramLock::try_acquire(name), Ok(None)) {
+            // A `usrsvc restart` under way: its fresh process must not be restarted again.
+            Some("a usrsvc command works on it".to_string())
         } else if group::member_busy(&self.config, name) {
             Some("a restart of its group is under way".to_string())
         } else {
