@@ -599,6 +599,19 @@ impl Daemon {
                 Phase::Running(r) => {
                     if let Some((at, why, trigger)) = r.restart_at.take() {
                         if at <= now {
+                            // The switch may have been turned on during the back-off.
+                            if let Some(switch) = hold::kill_switch(&self.config) {
+                                self.opts.log.for_program(&name).error(&format!(
+                                    "{name}: the {trigger} restart is not done: the kill switch {} is on.",
+                                    switch.display()
+                                ));
+                                continue;
+                            }
+                            // A `usrsvc` command at work would be undone by a second restart.
+                            if let Ok(None) = ProgramLock::try_acquire(&name) {
+                                r.restart_at = Some((now + BUSY_RECHECK, why, trigger));
+                                continue;
+                            }
                             self.spawn_worker(&name, Action::Restart, &why, trigger);
                             continue;
                         }
