@@ -14,6 +14,7 @@
 mod common;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use common::daemon::{Daemon, LONG};
 use common::{alive, wait_for, Env};
@@ -829,4 +830,54 @@ fn usrsvc_repair_runs_the_repair_command_and_audits_it() {
         (last["action"].clone(), last["result"].clone()),
         ("repair:probe".into(), "failed".into())
     );
+}
+
+#[test]
+fn the_kill_switch_turned_on_during_the_back_off_holds_the_health_restart() {
+    let t = Env::new();
+    let switch = t.path("FREEZE");
+    let check = recording(&t, "check.sh", "check", "exit 2");
+    web_config(
+        &t,
+        &format!("kill_switch_file = {}", switch.display()),
+        "restart_delay = 2",
+        &format!(
+            "command = {}\ninterval = 0.2\nfailures = 1\n",
+            check.display()
+        ),
+    );
+    let (d, pid) = daemon_with_web(&t);
+    d.expect_log("restarting it in 2.0 s (back-off)");
+    std::fs::write(&switch, "").expect("kill switch");
+    d.expect_log("web: the health:probe restart is not done: the kill switch");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(alive(pid) && t.pid_of("web") == Some(pid), "{}", d.dump());
+    assert!(
+        !audit(&t).iter().any(|r| r["trigger"] == "health:probe"),
+        "{}",
+        d.dump()
+    );
+}
+
+#[test]
+fn a_program_removed_from_the_config_is_no_longer_checked() {
+    let t = Env::new();
+    let check = recording(&t, "check.sh", "check", "exit 0");
+    web_config(
+        &t,
+        "",
+        "",
+        &format!("command = {}\ninterval = 0.2\n", check.display()),
+    );
+    let (d, pid) = daemon_with_web(&t);
+    let line = format!("check {pid}");
+    assert!(wait_for(LONG, || count(&t, &line) >= 2));
+    t.config("[Main]\n");
+    t.run_bin("usrsvcd", &["reread"]).expect_code(0);
+    d.expect_log("web is no longer in the config");
+    std::thread::sleep(Duration::from_millis(500));
+    let n = count(&t, &line);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(count(&t, &line), n, "checks go on: {:?}", events(&t));
+    t.track(pid);
 }

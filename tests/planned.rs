@@ -680,3 +680,68 @@ fn plan_shows_the_next_restart_at_and_no_schedule() {
     assert!(line("p").contains(&format!("restart_at = {hhmm}")), "{out}");
     assert!(line("q").contains("no schedule"), "{out}");
 }
+
+#[test]
+fn a_group_sequence_that_leaves_a_member_alone_is_not_restarted_in_a_loop() {
+    let t = Env::new();
+    // a is in no step: it keeps its age, which must not count as the group's.
+    write_config(
+        &t,
+        &audit_main(&t),
+        &[
+            t.program("a", &t.sleep(1), STABLE),
+            t.program("b", &t.sleep(2), STABLE),
+            "[Group:g]\nprograms = a, b\nsequence = restart b\nrestart_every = 3s\n".to_string(),
+        ],
+    );
+    let audit = audit_path(&t);
+    let d = t.daemon();
+    let a = t.wait_running("a");
+    d.expect_watching("a", a);
+    d.expect_log("group g: planned restart done.");
+    std::thread::sleep(Duration::from_secs(2));
+    let restarts = records(&audit)
+        .into_iter()
+        .filter(|r| is(r, "b", "restart", "group:g"))
+        .count();
+    assert_eq!(
+        restarts,
+        1,
+        "b restarted {restarts} times in ~2 s:\n{}",
+        d.dump()
+    );
+    assert_eq!(t.pid_of("a"), Some(a));
+}
+
+#[test]
+fn a_running_program_stopped_by_the_operator_is_held_not_restarted_in_a_loop() {
+    let t = Env::new();
+    write_config(
+        &t,
+        &audit_main(&t),
+        &[t.program("p", &t.sleep(1), &format!("{STABLE}\nrestart_every = 2s"))],
+    );
+    let d = t.daemon();
+    let old = t.wait_running("p");
+    d.expect_watching("p", old);
+    t.run(&["stop", "p"]).expect_code(0);
+    // Started by hand after the stop, pidfile and all: the daemon adopts it, overdue.
+    let mut child = std::process::Command::new("sleep")
+        .arg(t.sleep(1).trim_start_matches("sleep "))
+        .spawn()
+        .expect("sleep");
+    let pid = child.id() as i32;
+    t.track(pid);
+    std::fs::write(t.path("pids/p.pid"), format!("{pid}\n")).expect("pidfile");
+    // Adopted by the daemon's look at the pidfile of a program that is down.
+    d.expect_log("held back: it was stopped by the operator");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        d.count("p: planned restart (restart_every = 2s).") == 0,
+        "planned restarts of an operator-stopped program:\n{}",
+        d.dump()
+    );
+    assert!(alive(pid));
+    let _ = child.kill();
+    let _ = child.wait();
+}

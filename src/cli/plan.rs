@@ -99,7 +99,15 @@ pub fn plan(config: &Config, json: bool, console: &Console) -> ReturnCode {
         let mut blocked = Vec::new();
         let mut plan = None;
         if !g.schedule.is_empty() {
-            match g.programs.iter().filter_map(|m| started(m)).min() {
+            // As usrsvcd counts it: the members the restart renews, not stopped by the operator.
+            let renewed = group::renewed(g);
+            match g
+                .programs
+                .iter()
+                .filter(|m| renewed.contains(&m.as_str()) && !control::hold::is_stopped(m))
+                .filter_map(|m| started(m))
+                .min()
+            {
                 None => blocked.push("no member is running".into()),
                 Some(t) => plan = planned::group_plan(g, t, now, &host),
             }

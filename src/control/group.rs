@@ -250,6 +250,25 @@ pub fn health_target(config: &Config, program: &str) -> Option<health::Target> {
     })
 }
 
+/// The members a restart of `group` replaces: all of them when rolling, else those a `stop`
+/// or `restart` step of its `sequence` names. The group's age (its planned restarts) is
+/// theirs alone: a member the sequence leaves running keeps its age.
+pub fn renewed(group: &GroupConfig) -> Vec<&str> {
+    let Some(steps) = &group.sequence else {
+        return group.programs.iter().map(String::as_str).collect();
+    };
+    group
+        .programs
+        .iter()
+        .map(String::as_str)
+        .filter(|m| {
+            steps
+                .iter()
+                .any(|s| matches!(s, Step::Stop(x) | Step::Restart(x) if x == m))
+        })
+        .collect()
+}
+
 /// Why a planned restart of `group` must wait for `min_ok`, if it must: `ok` says whether a
 /// member is up and healthy now.
 pub fn min_ok_blocks(group: &GroupConfig, ok: &dyn Fn(&str) -> bool) -> Option<String> {
@@ -327,6 +346,19 @@ mod tests {
             Step::Stop("a".into()),
         ];
         assert_eq!(group(Some(seq), 0).most_down(), 2);
+    }
+
+    #[test]
+    fn renewed_members_are_those_a_step_stops_or_restarts() {
+        assert_eq!(renewed(&group(None, 0)), ["a", "b", "c"]);
+        let seq = vec![Step::Restart("b".into()), Step::Start("c".into())];
+        assert_eq!(renewed(&group(Some(seq), 0)), ["b"]);
+        let seq = vec![
+            Step::Stop("c".into()),
+            Step::Wait(1.0),
+            Step::Start("c".into()),
+        ];
+        assert_eq!(renewed(&group(Some(seq), 0)), ["c"]);
     }
 
     #[test]

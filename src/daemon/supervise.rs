@@ -599,6 +599,19 @@ impl Daemon {
                 Phase::Running(r) => {
                     if let Some((at, why, trigger)) = r.restart_at.take() {
                         if at <= now {
+                            // The switch may have been turned on during the back-off.
+                            if let Some(switch) = hold::kill_switch(&self.config) {
+                                self.opts.log.for_program(&name).error(&format!(
+                                    "{name}: the {trigger} restart is not done: the kill switch {} is on.",
+                                    switch.display()
+                                ));
+                                continue;
+                            }
+                            // A `usrsvc` command at work would be undone by a second restart.
+                            if let Ok(None) = ProgramLock::try_acquire(&name) {
+                                r.restart_at = Some((now + BUSY_RECHECK, why, trigger));
+                                continue;
+                            }
                             self.spawn_worker(&name, Action::Restart, &why, trigger);
                             continue;
                         }
@@ -1579,6 +1592,14 @@ impl Daemon {
             Some("usrsvcd gave up on it (maxrestarts)".to_string())
         } else if run.restart_at.is_some() {
             Some("a monitor or health restart is pending".to_string())
+        } else if hold::is_stopped(name) {
+            // The worker would leave it running, and the overdue plan would fire at once.
+            Some(format!(
+                "it was stopped by the operator (usrsvc stop {name})"
+            ))
+        } else if matches!(ProgramLock::try_acquire(name), Ok(None)) {
+            // A `usrsvc restart` under way: its fresh process must not be restarted again.
+            Some("a usrsvc command works on it".to_string())
         } else if group::member_busy(&self.config, name) {
             Some("a restart of its group is under way".to_string())
         } else {
@@ -1626,10 +1647,13 @@ impl Daemon {
                 }
                 let mut state = self.groups.remove(&g.name).unwrap_or_default();
                 if state.worker.is_none() {
-                    // The group's uptime is its oldest running member's.
+                    // The group's uptime is its oldest running member's, among those its
+                    // restart renews: any other keeps its age, and would make it due at once.
+                    let renewed = group::renewed(g);
                     let oldest = g
                         .programs
                         .iter()
+                        .filter(|m| renewed.contains(&m.as_str()) && !hold::is_stopped(m))
                         .filter_map(|m| match &self.progs.get(m)?.phase {
                             Phase::Running(r) => Some(r.info.start_time()),
                             _ => None,
@@ -1925,6 +1949,10 @@ impl Daemon {
                 "{name} is no longer in the config: no longer managed, left as it is."
             ));
             self.progs.remove(&name);
+            // Its health checks too: nothing would ever stop them otherwise.
+            if let Some(h) = self.health.as_mut() {
+                h.unwatch(&name);
+            }
         }
         let mut fresh = Vec::new();
         for cfg in &new.programs {
