@@ -1220,10 +1220,20 @@ impl Daemon {
         if status.is_some() {
             p.own_exit = Some(Instant::now());
         }
-        // A `usrsvc stop|restart` holds the lock while it works: not a crash.
+        // A `usrsvc stop|restart` holds the lock while it works: not a crash. Nor is the
+        // exit of a member a group restart has stopped (between its steps the group's lock
+        // is held, not the program's).
         if let Ok(None) = ProgramLock::try_acquire(name) {
             log.for_program(name).info(&format!(
                 "{name} (pid {}) exited {how} while a usrsvc command works on it.",
+                run.info.pid
+            ));
+            p.recheck_at = Some(Instant::now() + BUSY_RECHECK);
+            return;
+        }
+        if group::member_busy(&self.config, name) {
+            log.for_program(name).info(&format!(
+                "{name} (pid {}) exited {how} while a restart of its group is under way.",
                 run.info.pid
             ));
             p.recheck_at = Some(Instant::now() + BUSY_RECHECK);
@@ -1437,22 +1447,36 @@ impl Daemon {
                         "{program}: repair of health check {check} ran ({}) and the check passes again.",
                         repair.describe()
                     ));
-                    let req = crate::control::Request {
-                        by: crate::control::Actor::Daemon,
-                        trigger: Trigger::Health(check.clone()),
-                        reason: Some("health check failed; repair command ran"),
-                        step: false,
-                    };
-                    crate::control::audit::record(
-                        &self.config,
+                    // Written off the loop: a syslog target that does not answer may take
+                    // seconds, and the loop must go on noticing crashes meanwhile.
+                    let record = crate::audit::Record::new(
                         &program,
-                        &format!("repair:{check}"),
-                        &req,
+                        format!("repair:{check}"),
+                        Trigger::Health(check.clone()),
+                        Some("health check failed; repair command ran".to_string()),
                         "ok",
                         Some(pid),
                         Some(pid),
-                        &self.opts.log.for_program(&program),
                     );
+                    let trail = crate::control::audit::audit_log(&self.config);
+                    let log = self.opts.log.for_program(&program);
+                    let spawned = std::thread::Builder::new()
+                        .name("usrsvcd-audit".into())
+                        .spawn(move || match trail {
+                            Some(trail) => {
+                                for problem in trail.append(&record) {
+                                    log.error(&format!("({program}) - Warning: audit: {problem}"));
+                                }
+                            }
+                            None => log.error(&format!(
+                                "({program}) - Warning: no state directory, the repair is not in the audit log."
+                            )),
+                        });
+                    if let Err(e) = spawned {
+                        self.opts
+                            .log
+                            .error(&format!("Cannot write an audit record: {e}"));
+                    }
                 }
                 health::Event::Act {
                     program,
