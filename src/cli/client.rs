@@ -187,7 +187,7 @@ fn run(argv: Vec<String>) -> ReturnCode {
         if args.json {
             println!("{}", status_json(&config, name, &outcome));
         } else if action == Action::Status {
-            print_health(name);
+            print_health(&config, name);
         }
         outcome.code
     };
@@ -399,7 +399,15 @@ fn run_in_subprocesses(
 }
 
 /// The last health verdicts the running daemon has of `name`, under its status.
-fn print_health(name: &str) {
+fn print_health(config: &Config, name: &str) {
+    // Most programs have no checks: then the daemon's state is not read at all (`status` is
+    // the command scripts call in loops).
+    if config
+        .program(name)
+        .is_none_or(|p| p.health_checks.is_empty())
+    {
+        return;
+    }
     let Some(doc) = crate::daemon::supervise::read_state() else {
         return;
     };
@@ -432,8 +440,13 @@ fn status_json(config: &Config, name: &str, outcome: &Outcome) -> serde_json::Va
         "cmdline": p.map(|p| p.cmdline.clone()),
         "rss": p.map(|p| p.rss_kb()),
         "pidfile": prog.map(|c| c.pidfile.display().to_string()),
-        // The daemon's last health verdicts (null without a running usrsvcd).
-        "health": crate::daemon::supervise::read_state()
-            .and_then(|d| crate::daemon::supervise::program_state(&d, name).map(|p| p["health"].clone())),
+        // The daemon's last health verdicts: [] without checks, null when no usrsvcd runs.
+        "health": if prog.is_none_or(|p| p.health_checks.is_empty()) {
+            serde_json::json!([])
+        } else {
+            crate::daemon::supervise::read_state()
+                .and_then(|d| crate::daemon::supervise::program_state(&d, name).map(|p| p["health"].clone()))
+                .unwrap_or(serde_json::Value::Null)
+        },
     })
 }
