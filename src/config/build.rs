@@ -599,6 +599,22 @@ impl<'a> Builder<'a> {
         resolve_path(value, self.home, &self.dir_of(origin.file))
     }
 
+    /// Reports unknown keys, if any, as one error at the first of them: `message` followed by
+    /// their names as a Python list (1.5.13's wording).
+    fn unknown_keys(&mut self, unknown: &[&Item<'a>], kind: Kind, scope: &Scope, message: &str) {
+        if let Some(first) = unknown.first() {
+            let names: Vec<&str> = unknown.iter().map(|i| i.key()).collect();
+            let at = first.origin().clone();
+            self.error(
+                kind,
+                scope,
+                Some(&at),
+                None,
+                format!("{message}{}", py_list_repr(&names)),
+            );
+        }
+    }
+
     /// Unknown keys (not in `known`, canonical spellings), in `keys()` order.
     fn unknown<'t>(values: &[Value<'t, 'a>], known: &[&str]) -> Vec<&'t Item<'a>> {
         values
@@ -642,20 +658,12 @@ impl<'a> Builder<'a> {
         let values = self.resolve(&table, &scope, "");
 
         let unknown = Self::unknown(&values, &MAIN_KEYS);
-        if let Some(first) = unknown.first() {
-            let names: Vec<&str> = unknown.iter().map(|i| i.key()).collect();
-            let at = first.origin().clone();
-            self.error(
-                Kind::UnknownMainKeys,
-                &scope,
-                Some(&at),
-                None,
-                format!(
-                    "Unknown config options in Main section: {}",
-                    py_list_repr(&names)
-                ),
-            );
-        }
+        self.unknown_keys(
+            &unknown,
+            Kind::UnknownMainKeys,
+            &scope,
+            "Unknown config options in Main section: ",
+        );
 
         let config_dir = match self.scalar(&values, "config_dir", &scope, "") {
             Some(Some((v, origin, _))) if !v.is_empty() => {
@@ -1240,17 +1248,12 @@ impl<'a> Builder<'a> {
             .into_iter()
             .filter(|i| !i.key().starts_with("HealthCheck:"))
             .collect();
-        if let Some(first) = unknown.first() {
-            let names: Vec<&str> = unknown.iter().map(|i| i.key()).collect();
-            let at = first.origin().clone();
-            self.error(
-                Kind::UnknownKeys,
-                scope,
-                Some(&at),
-                None,
-                format!("Unknown config options: {}", py_list_repr(&names)),
-            );
-        }
+        self.unknown_keys(
+            &unknown,
+            Kind::UnknownKeys,
+            scope,
+            "Unknown config options: ",
+        );
 
         if self.errors.len() != before {
             return None;
@@ -1406,20 +1409,12 @@ impl<'a> Builder<'a> {
             m.check_interval = 5.0;
         }
         let unknown = Self::unknown(&inner, &MONITORING_KEYS);
-        if let Some(first) = unknown.first() {
-            let names: Vec<&str> = unknown.iter().map(|i| i.key()).collect();
-            let at = first.origin().clone();
-            self.error(
-                Kind::UnknownMonitoringKeys,
-                scope,
-                Some(&at),
-                None,
-                format!(
-                    "Unknown configuration options in Monitoring section: {}",
-                    py_list_repr(&names)
-                ),
-            );
-        }
+        self.unknown_keys(
+            &unknown,
+            Kind::UnknownMonitoringKeys,
+            scope,
+            "Unknown configuration options in Monitoring section: ",
+        );
         m
     }
 }
@@ -1534,20 +1529,12 @@ impl<'a> Builder<'a> {
                 _ => HealthAction::Restart,
             };
             let unknown = Self::unknown(&inner, &HEALTH_KEYS);
-            if let Some(first) = unknown.first() {
-                let names: Vec<&str> = unknown.iter().map(|i| i.key()).collect();
-                let at = first.origin().clone();
-                self.error(
-                    Kind::UnknownHealthCheckKeys,
-                    scope,
-                    Some(&at),
-                    None,
-                    format!(
-                        "Unknown configuration options in {key} section: {}",
-                        py_list_repr(&names)
-                    ),
-                );
-            }
+            self.unknown_keys(
+                &unknown,
+                Kind::UnknownHealthCheckKeys,
+                scope,
+                &format!("Unknown configuration options in {key} section: "),
+            );
             if let Some(command) = command {
                 checks.push(CheckSpec {
                     name: name.to_string(),
@@ -1756,17 +1743,12 @@ impl<'a> Builder<'a> {
             }
         }
         let unknown = Self::unknown(&values, &GROUP_KEYS);
-        if let Some(first) = unknown.first() {
-            let names: Vec<&str> = unknown.iter().map(|i| i.key()).collect();
-            let at = first.origin().clone();
-            self.error(
-                Kind::UnknownGroupKeys,
-                scope,
-                Some(&at),
-                None,
-                format!("Unknown config options in group: {}", py_list_repr(&names)),
-            );
-        }
+        self.unknown_keys(
+            &unknown,
+            Kind::UnknownGroupKeys,
+            scope,
+            "Unknown config options in group: ",
+        );
         if self.errors.len() != before {
             return None;
         }
