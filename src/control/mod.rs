@@ -119,6 +119,31 @@ fn lock_timeout(prog: &ProgramConfig) -> Duration {
     Duration::from_secs(31) + seconds(busy)
 }
 
+/// The answer to a program lock that could not be had: 1.5.13's TRY_AGAIN after waiting, or
+/// INSUFFICIENT_PERMISSIONS when the runtime directory or the lock file is unusable.
+fn lock_failed(name: &str, e: LockError, report: &dyn Report) -> Outcome {
+    match e {
+        LockError::Timeout => {
+            report.error(&format!(
+                "Cannot acquire lock for {name}. Is something else looping trying to access it? Try the command again."
+            ));
+            Outcome::no_process(ReturnCode::TryAgain)
+        }
+        e => {
+            report.error(&format!("({name}) - {e}"));
+            Outcome::no_process(ReturnCode::InsufficientPermissions)
+        }
+    }
+}
+
+/// The program's matcher, or the outcome of a configuration that cannot build one.
+fn matcher_of(prog: &ProgramConfig, report: &dyn Report) -> Result<Matcher, Outcome> {
+    Matcher::new(&prog.command, prog.useshell, prog.proctitle_re.as_deref()).map_err(|e| {
+        report.error(&format!("({}) - Cannot build a matcher: {e}", prog.name));
+        Outcome::no_process(ReturnCode::InvalidConfig)
+    })
+}
+
 /// Who asks for an action: the operator (`usrsvc`) or the daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Actor {
@@ -178,12 +203,9 @@ pub fn run_as(
         ));
         return Outcome::no_process(ReturnCode::ProgramDisabled);
     }
-    let matcher = match Matcher::new(&prog.command, prog.useshell, prog.proctitle_re.as_deref()) {
+    let matcher = match matcher_of(prog, report) {
         Ok(m) => m,
-        Err(e) => {
-            report.error(&format!("({name}) - Cannot build a matcher: {e}"));
-            return Outcome::no_process(ReturnCode::InvalidConfig);
-        }
+        Err(outcome) => return outcome,
     };
     if action == Action::Status {
         // The common case needs no lock: the pidfile names the running program.
@@ -207,16 +229,7 @@ pub fn run_as(
             report.debug(&format!("({name}) - no lock, only observing: {e}"));
             None
         }
-        Err(LockError::Timeout) => {
-            report.error(&format!(
-                "Cannot acquire lock for {name}. Is something else looping trying to access it? Try the command again."
-            ));
-            return Outcome::no_process(ReturnCode::TryAgain);
-        }
-        Err(e) => {
-            report.error(&format!("({name}) - {e}"));
-            return Outcome::no_process(ReturnCode::InsufficientPermissions);
-        }
+        Err(e) => return lock_failed(name, e, report),
     };
     if let Some(outcome) = mark(action, name, req, report) {
         return outcome;
@@ -322,25 +335,13 @@ pub fn send_signal(
         .map(|s| s.as_str().trim_start_matches("SIG").to_string())
         .unwrap_or_else(|_| signal.as_raw().to_string());
     let action = format!("signal:{sig_name}");
-    let matcher = match Matcher::new(&prog.command, prog.useshell, prog.proctitle_re.as_deref()) {
+    let matcher = match matcher_of(prog, report) {
         Ok(m) => m,
-        Err(e) => {
-            report.error(&format!("({name}) - Cannot build a matcher: {e}"));
-            return Outcome::no_process(ReturnCode::InvalidConfig);
-        }
+        Err(outcome) => return outcome,
     };
     let _lock = match ProgramLock::acquire(name, lock_timeout(prog)) {
         Ok(lock) => lock,
-        Err(LockError::Timeout) => {
-            report.error(&format!(
-                "Cannot acquire lock for {name}. Is something else looping trying to access it? Try the command again."
-            ));
-            return Outcome::no_process(ReturnCode::TryAgain);
-        }
-        Err(e) => {
-            report.error(&format!("({name}) - {e}"));
-            return Outcome::no_process(ReturnCode::InsufficientPermissions);
-        }
+        Err(e) => return lock_failed(name, e, report),
     };
     let Some(p) = find_running(prog, &matcher, Mode::Repair, report) else {
         report.error(&format!("{name} is NOT running; no signal sent."));

@@ -771,14 +771,6 @@ impl Daemon {
         p.recheck_at = None;
         p.held = None;
         p.switch_logged = false;
-        let checks = p.cfg.health_checks.clone();
-        let target = health::Target {
-            program: name.to_string(),
-            pid: info.pid,
-            started: info.start_time(),
-            env: p.cfg.env.clone(),
-            inherit_env: p.cfg.inherit_env,
-        };
         p.health.clear();
         p.phase = Phase::Running(Run {
             info,
@@ -791,14 +783,32 @@ impl Daemon {
         });
         self.health_gen += 1;
         self.groups_dirty = true;
-        if !checks.is_empty() && p.cfg.enabled {
-            self.health_watch(target, checks);
-        } else if let Some(h) = self.health.as_mut() {
-            h.unwatch(name);
-        }
+        self.health_watch(name);
     }
 
-    fn health_watch(&mut self, target: health::Target, checks: Vec<health::CheckSpec>) {
+    /// Hands the program's health checks and its running process to the health thread (or
+    /// stops its checks when it has none, or is disabled).
+    fn health_watch(&mut self, name: &str) {
+        let Some(p) = self.progs.get(name) else {
+            return;
+        };
+        let Phase::Running(run) = &p.phase else {
+            return;
+        };
+        if p.cfg.health_checks.is_empty() || !p.cfg.enabled {
+            if let Some(h) = self.health.as_mut() {
+                h.unwatch(name);
+            }
+            return;
+        }
+        let checks = p.cfg.health_checks.clone();
+        let target = health::Target {
+            program: name.to_string(),
+            pid: run.info.pid,
+            started: run.info.start_time(),
+            env: p.cfg.env.clone(),
+            inherit_env: p.cfg.inherit_env,
+        };
         if self.health.is_none() {
             match self
                 .signals
@@ -2027,22 +2037,10 @@ impl Daemon {
             let plan =
                 planned::program_plan(&p.cfg, info.start_time(), chrono::Local::now(), &self.host)
                     .map(|pl| (timer_for(&pl), Box::new(pl)));
-            let checks = p.cfg.health_checks.clone();
-            let target = health::Target {
-                program: name.clone(),
-                pid: info.pid,
-                started: info.start_time(),
-                env: p.cfg.env.clone(),
-                inherit_env: p.cfg.inherit_env,
-            };
             if let Phase::Running(r) = &mut p.phase {
                 r.plan = plan;
             }
-            if !checks.is_empty() && p.cfg.enabled {
-                self.health_watch(target, checks);
-            } else if let Some(h) = self.health.as_mut() {
-                h.unwatch(&name);
-            }
+            self.health_watch(&name);
         }
         for name in fresh {
             self.observe(&name);
