@@ -1031,25 +1031,24 @@ fn try_load(h: &Home, text: &[u8]) {
     let _ = h.load();
 }
 
-#[test]
-fn mangled_configs_never_panic() {
-    let h = Home::new();
-    h.write(
-        "cfg/x.cfg",
-        "[Program:x]\ncommand = x\npidfile = x\nstdout = ../logs/x\n",
-    );
-    try_load(&h, RICH.as_bytes());
-    let bytes = RICH.as_bytes();
-    for end in 0..=bytes.len() {
-        try_load(&h, bytes.get(..end).unwrap_or_default());
-    }
-    let mut rng = Rng(0x5eed_1234_abcd_ef01);
-    let specials = b"[]\"'#,=%()&~\\\n\r\t \xff\xc3\x80";
-    for _ in 0..400 {
+/// Loads `text` mutated at random `mutations` times (bytes replaced, inserted or removed; one
+/// new byte in `random_one_in` is any byte, the others come from `specials`), then with its
+/// lines shuffled `shuffles` times.
+fn mangle(
+    h: &Home,
+    text: &str,
+    seed: u64,
+    specials: &[u8],
+    random_one_in: usize,
+    (mutations, shuffles): (usize, usize),
+) {
+    let bytes = text.as_bytes();
+    let mut rng = Rng(seed);
+    for _ in 0..mutations {
         let mut b = bytes.to_vec();
         for _ in 0..=rng.below(6) {
             let i = rng.below(b.len());
-            let byte = if rng.below(2) == 0 {
+            let byte = if rng.below(random_one_in) != 0 {
                 specials
                     .get(rng.below(specials.len()))
                     .copied()
@@ -1071,16 +1070,38 @@ fn mangled_configs_never_panic() {
                 }
             }
         }
-        try_load(&h, &b);
+        try_load(h, &b);
     }
-    let lines: Vec<&str> = RICH.lines().collect();
-    for _ in 0..200 {
+    let lines: Vec<&str> = text.lines().collect();
+    for _ in 0..shuffles {
         let mut l = lines.clone();
         for i in (1..l.len()).rev() {
             l.swap(i, rng.below(i + 1));
         }
-        try_load(&h, l.join("\n").as_bytes());
+        try_load(h, l.join("\n").as_bytes());
     }
+}
+
+#[test]
+fn mangled_configs_never_panic() {
+    let h = Home::new();
+    h.write(
+        "cfg/x.cfg",
+        "[Program:x]\ncommand = x\npidfile = x\nstdout = ../logs/x\n",
+    );
+    try_load(&h, RICH.as_bytes());
+    let bytes = RICH.as_bytes();
+    for end in 0..=bytes.len() {
+        try_load(&h, bytes.get(..end).unwrap_or_default());
+    }
+    mangle(
+        &h,
+        RICH,
+        0x5eed_1234_abcd_ef01,
+        b"[]\"'#,=%()&~\\\n\r\t \xff\xc3\x80",
+        2,
+        (400, 200),
+    );
 }
 
 /// The keys new in 2.0: schedules, windows, groups, sequences, health checks, the kill switch
@@ -1137,42 +1158,12 @@ fn mangled_configs_with_the_2_0_keys_never_panic() {
     for end in 0..=bytes.len() {
         try_load(&h, bytes.get(..end).unwrap_or_default());
     }
-    let mut rng = Rng(0x0200_5eed_cafe);
-    let specials = b"[]\"'#,=%()&~\\\n\t -:0123456789smhd\xff\xc3\x80";
-    for _ in 0..1500 {
-        let mut b = bytes.to_vec();
-        for _ in 0..=rng.below(6) {
-            let i = rng.below(b.len());
-            let byte = if rng.below(3) != 0 {
-                specials
-                    .get(rng.below(specials.len()))
-                    .copied()
-                    .unwrap_or(b'x')
-            } else {
-                u8::try_from(rng.next() & 0xff).unwrap_or(0)
-            };
-            match rng.below(3) {
-                0 => {
-                    if let Some(slot) = b.get_mut(i) {
-                        *slot = byte;
-                    }
-                }
-                1 => b.insert(i, byte),
-                _ => {
-                    if i < b.len() {
-                        b.remove(i);
-                    }
-                }
-            }
-        }
-        try_load(&h, &b);
-    }
-    let lines: Vec<&str> = RICH_2_0.lines().collect();
-    for _ in 0..300 {
-        let mut l = lines.clone();
-        for i in (1..l.len()).rev() {
-            l.swap(i, rng.below(i + 1));
-        }
-        try_load(&h, l.join("\n").as_bytes());
-    }
+    mangle(
+        &h,
+        RICH_2_0,
+        0x0200_5eed_cafe,
+        b"[]\"'#,=%()&~\\\n\t -:0123456789smhd\xff\xc3\x80",
+        3,
+        (1500, 300),
+    );
 }
