@@ -857,6 +857,19 @@ fn the_kill_switch_turned_on_during_the_back_off_holds_the_health_restart() {
         "{}",
         d.dump()
     );
+    // A restart that was not done is neither a failure nor a restart of the program.
+    let state: Value = serde_json::from_str(&common::read(&t.path("run/usrsvcd.state")))
+        .expect("the daemon's state");
+    let web = state["programs"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "web"))
+        .cloned()
+        .expect("web in the state");
+    assert_eq!(
+        (&web["failures"], &web["restarts"]),
+        (&Value::from(0), &Value::from(0)),
+        "{web}"
+    );
 }
 
 #[test]

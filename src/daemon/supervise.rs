@@ -132,7 +132,7 @@ struct Run {
     started: Instant,
     /// A monitor or health check asked for a restart; it happens at this time (the
     /// back-off), for this reason and trigger.
-    restart_at: Option<(Instant, String, Trigger)>,
+    restart_at: Option<Box<Pending>>,
     /// The next planned restart (`restart_every`, `restart_at`), and when to look at it.
     plan: Option<(Instant, Box<Planned>)>,
     monitor_at: Option<Instant>,
@@ -165,6 +165,20 @@ struct Prog {
     held: Option<String>,
     /// A monitor or health restart was refused by the kill switch (logged once).
     switch_logged: bool,
+}
+
+/// A monitor or health restart waiting out its back-off. Its failure is counted and its mail
+/// sent only when it is done: the kill switch may refuse it meanwhile.
+#[derive(Debug)]
+struct Pending {
+    at: Instant,
+    why: String,
+    trigger: Trigger,
+    /// The consecutive failures once this restart is done (the back-off was computed from it).
+    failures: u32,
+    mail: AlertKind,
+    /// The mail's "was restarted because …".
+    because: String,
 }
 
 /// A health check's last verdict, for `status`.
@@ -407,7 +421,7 @@ impl Daemon {
                         } else {
                             r.restart_at
                                 .as_ref()
-                                .map(|(t, _, trigger)| format!("{trigger} restart at {}", at(*t)))
+                                .map(|r| format!("{} restart at {}", r.trigger, at(r.at)))
                                 .unwrap_or_default()
                         },
                     ),
@@ -563,7 +577,7 @@ impl Daemon {
                 Phase::Waiting { until, .. } => consider(Some(*until)),
                 Phase::Running(r) => {
                     consider(r.monitor_at);
-                    consider(r.restart_at.as_ref().map(|(t, _, _)| *t));
+                    consider(r.restart_at.as_ref().map(|r| r.at));
                     consider(r.plan.as_ref().map(|(t, _)| *t));
                 }
                 _ => {}
@@ -597,25 +611,29 @@ impl Daemon {
                     self.start_due(&name, verdict);
                 }
                 Phase::Running(r) => {
-                    if let Some((at, why, trigger)) = r.restart_at.take() {
-                        if at <= now {
+                    if let Some(pending) = r.restart_at.take() {
+                        if pending.at <= now {
                             // The switch may have been turned on during the back-off.
                             if let Some(switch) = hold::kill_switch(&self.config) {
                                 self.opts.log.for_program(&name).error(&format!(
-                                    "{name}: the {trigger} restart is not done: the kill switch {} is on.",
+                                    "{name}: the {} restart is not done: the kill switch {} is on.",
+                                    pending.trigger,
                                     switch.display()
                                 ));
                                 continue;
                             }
                             // A `usrsvc` command at work would be undone by a second restart.
                             if let Ok(None) = ProgramLock::try_acquire(&name) {
-                                r.restart_at = Some((now + BUSY_RECHECK, why, trigger));
+                                r.restart_at = Some(Box::new(Pending {
+                                    at: now + BUSY_RECHECK,
+                                    ..*pending
+                                }));
                                 continue;
                             }
-                            self.spawn_worker(&name, Action::Restart, &why, trigger);
+                            self.restart_pending(&name, *pending);
                             continue;
                         }
-                        r.restart_at = Some((at, why, trigger));
+                        r.restart_at = Some(pending);
                     }
                     if r.plan.as_ref().is_some_and(|(t, _)| *t <= now) {
                         self.plan_due(&name, now);
@@ -1375,28 +1393,45 @@ impl Daemon {
         let audit_trigger = Trigger::Monitor(monitor_key(trigger.monitor).to_string());
         let uptime = now.saturating_duration_since(run.started);
         let policy = Policy::of(&p.cfg);
-        p.failures = policy.after_run(p.failures, Some(uptime));
+        let failures = policy.after_run(p.failures, Some(uptime));
         p.cause = format!("triggered the {}: {}", trigger.monitor, trigger.reason);
-        if policy.exhausted(p.failures) {
+        if policy.exhausted(failures) {
             // Left running, but no longer restarted for it: the operator decides.
+            p.failures = failures;
             run.monitor_at = None;
             self.give_up_running(name);
             return;
         }
-        let delay = policy.delay(p.failures);
-        run.restart_at = Some((now + delay, p.cause.clone(), audit_trigger));
-        p.restarts += 1;
-        let text = format!(
-            "{name} was restarted because it {} Restart {} by this usrsvcd; {} consecutive failure(s).",
-            p.cause, p.restarts, p.failures
-        );
+        let delay = policy.delay(failures);
+        run.restart_at = Some(Box::new(Pending {
+            at: now + delay,
+            why: p.cause.clone(),
+            trigger: audit_trigger,
+            failures,
+            mail: AlertKind::MonitorRestart,
+            because: format!("it {}", p.cause),
+        }));
         if !delay.is_zero() {
             log.for_program(name).info(&format!(
                 "{name}: monitor restart in {:.1} s (back-off).",
                 delay.as_secs_f64()
             ));
         }
-        self.alert(name, AlertKind::MonitorRestart, text);
+    }
+
+    /// A monitor or health restart whose time has come: counted, mailed and done.
+    fn restart_pending(&mut self, name: &str, pending: Pending) {
+        let Some(p) = self.progs.get_mut(name) else {
+            return;
+        };
+        p.restarts += 1;
+        p.failures = pending.failures;
+        let text = format!(
+            "{name} was restarted because {}. Restart {} by this usrsvcd; {} consecutive failure(s).",
+            pending.because, p.restarts, pending.failures
+        );
+        self.spawn_worker(name, Action::Restart, &pending.why, pending.trigger);
+        self.alert(name, pending.mail, text);
     }
 
     /// Acts on what the health-check thread reports.
@@ -1544,13 +1579,14 @@ impl Daemon {
                 let now = Instant::now();
                 let uptime = now.saturating_duration_since(run.started);
                 let policy = Policy::of(&p.cfg);
-                p.failures = policy.after_run(p.failures, Some(uptime));
+                let failures = policy.after_run(p.failures, Some(uptime));
                 p.cause = text.clone();
-                if policy.exhausted(p.failures) {
+                if policy.exhausted(failures) {
+                    p.failures = failures;
                     self.give_up_running(name);
                     return;
                 }
-                let delay = policy.delay(p.failures);
+                let delay = policy.delay(failures);
                 log.for_program(name).error(&format!(
                     "{name}: {text}; restarting it{}.",
                     if delay.is_zero() {
@@ -1559,17 +1595,14 @@ impl Daemon {
                         format!(" in {:.1} s (back-off)", delay.as_secs_f64())
                     }
                 ));
-                run.restart_at = Some((
-                    now + delay,
-                    text.clone(),
-                    Trigger::Health(check.to_string()),
-                ));
-                p.restarts += 1;
-                let mail = format!(
-                    "{name} was restarted because its {text}. Restart {} by this usrsvcd; {} consecutive failure(s).",
-                    p.restarts, p.failures
-                );
-                self.alert(name, AlertKind::HealthRestart, mail);
+                run.restart_at = Some(Box::new(Pending {
+                    at: now + delay,
+                    why: text.clone(),
+                    trigger: Trigger::Health(check.to_string()),
+                    failures,
+                    mail: AlertKind::HealthRestart,
+                    because: format!("its {text}"),
+                }));
             }
         }
     }
