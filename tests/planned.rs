@@ -745,3 +745,58 @@ fn a_running_program_stopped_by_the_operator_is_held_not_restarted_in_a_loop() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn a_daemon_restart_meant_for_a_process_that_was_replaced_does_nothing() {
+    let t = Env::new();
+    write_config(&t, &audit_main(&t), &[t.program("p", &t.sleep(1), STABLE)]);
+    t.run(&["start", "p"]).expect_code(0);
+    let pid = t.pid_of("p").expect("started");
+    let ticks = common::stat_field(pid, 22).expect("start ticks");
+    let config = usrsvc::config::load(&t.path("usrsvc.cfg"), &t.home).expect("config");
+    let json = serde_json::to_string(&config).expect("json");
+    // What the daemon runs for a planned restart, as if an operator's restart had come first:
+    // the process it was meant for is no longer the one running.
+    let worker = |expect: &str| {
+        let mut cmd = t.command(
+            "usrsvcd",
+            &[
+                "--worker",
+                "restart",
+                "--trigger=schedule",
+                expect,
+                "--",
+                "p",
+            ],
+        );
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("worker");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), json.as_bytes())
+            .expect("config to the worker");
+        common::expect_exit(child, 0)
+    };
+    let stale = format!(
+        "--expect={pid}:{}",
+        ticks.parse::<u64>().expect("ticks") + 1
+    );
+    let out = worker(&stale);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not restarted")
+            || String::from_utf8_lossy(&out.stdout).contains("not restarted"),
+        "{out:?}"
+    );
+    assert_eq!(
+        t.pid_of("p"),
+        Some(pid),
+        "the running process was left alone"
+    );
+    assert!(alive(pid));
+    assert!(schedule_records(&audit_path(&t), "p").is_empty());
+
+    worker(&format!("--expect={pid}:{ticks}"));
+    let new = t.pid_of("p").expect("restarted");
+    assert_ne!(new, pid, "the restart was for this very process");
+    assert_eq!(schedule_records(&audit_path(&t), "p").len(), 1);
+}

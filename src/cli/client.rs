@@ -171,6 +171,7 @@ fn run(argv: Vec<String>) -> ReturnCode {
         trigger,
         reason: reason.as_deref(),
         step: args.nested && args.step,
+        expect: None,
     };
     let nested = Nested {
         config: &config,

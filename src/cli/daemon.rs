@@ -72,6 +72,9 @@ struct Args {
     /// Internal: the worker's audit reason.
     #[arg(long, hide = true, value_name = "TEXT")]
     reason: Option<String>,
+    /// Internal: the process (`PID:START_TICKS`) a worker's restart is meant for.
+    #[arg(long, hide = true, value_name = "PID:TICKS")]
+    expect: Option<String>,
     #[arg(num_args = 0..)]
     words: Vec<String>,
 }
@@ -121,6 +124,10 @@ fn run(argv: Vec<String>) -> ReturnCode {
             trigger,
             reason: args.reason.as_deref(),
             step: false,
+            expect: args.expect.as_deref().and_then(|e| {
+                let (pid, ticks) = e.split_once(':')?;
+                Some((pid.parse().ok()?, ticks.parse().ok()?))
+            }),
         };
         return worker(action, &args.words, &req, Log::new(format, args.debug));
     }
@@ -501,10 +508,10 @@ fn worker(word: &str, words: &[String], req: &Request<'_>, log: Log) -> ReturnCo
                 .arg(action.word())
                 .arg("--log-format")
                 .arg(log.format.word())
-                .arg("--trigger")
-                .arg(sub.trigger.to_string());
+                .arg(format!("--trigger={}", sub.trigger));
             if let Some(r) = sub.reason {
-                cmd.arg("--reason").arg(r);
+                // One argument: a reason may start with '-'.
+                cmd.arg(format!("--reason={r}"));
             }
             if log.debug {
                 cmd.arg("--debug");

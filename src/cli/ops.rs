@@ -262,6 +262,7 @@ fn repair(config: &Config, name: &str, flags: &Flags<'_>, console: &Console) -> 
         trigger: Trigger::Cli,
         reason: reason.as_deref(),
         step: false,
+        expect: None,
     };
     let mut code = ReturnCode::Success;
     for check in checks {

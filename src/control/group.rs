@@ -60,6 +60,7 @@ pub fn run_group(
         // `usrsvc stop GROUP` marks its members stopped, as `usrsvc stop NAME` does; the stop
         // steps of a restart do not (see `Request::step`).
         step: action == Action::Restart,
+        expect: None,
     };
     match action {
         Action::Status => worst(

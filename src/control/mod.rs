@@ -165,6 +165,11 @@ pub struct Request<'r> {
     /// operator. The group's lock keeps usrsvcd off the member until the sequence is over;
     /// if the sequence fails or dies half-way, the daemon restarts what is down.
     pub step: bool,
+    /// A restart meant for this process (pid, start ticks): the daemon's planned, monitor and
+    /// health restarts. If another process runs by the time the lock is had (an operator's
+    /// `usrsvc restart` came first), or none, nothing is done: a second restart would undo
+    /// the first.
+    pub expect: Option<(i32, u64)>,
 }
 
 impl<'r> Request<'r> {
@@ -175,6 +180,7 @@ impl<'r> Request<'r> {
             trigger: Trigger::Cli,
             reason,
             step: false,
+            expect: None,
         }
     }
 }
@@ -233,6 +239,22 @@ pub fn run_as(
     };
     if let Some(outcome) = mark(action, name, req, report) {
         return outcome;
+    }
+    if let (Action::Restart, Some((pid, ticks))) = (action, req.expect) {
+        let now = find_running(prog, &matcher, Mode::Repair, report);
+        if now
+            .as_ref()
+            .is_none_or(|p| p.pid != pid || p.start_ticks != ticks)
+        {
+            report.info(&format!(
+                "({name}) - not restarted: pid {pid}, which the restart was for, is gone or was replaced{}.",
+                now.as_ref().map(|p| format!(" (now pid {})", p.pid)).unwrap_or_default()
+            ));
+            return Outcome {
+                code: ReturnCode::Success,
+                process: now,
+            };
+        }
     }
     let outcome = match action {
         Action::Start => {

@@ -977,14 +977,21 @@ impl Daemon {
             Trigger::Crash
         };
         // The restart first: building the alert is off the hot path too, but not free.
-        self.spawn_worker(name, Action::Start, &why, trigger);
+        self.spawn_worker(name, Action::Start, &why, trigger, None);
         self.alert(name, kind, why);
     }
 
     /// Runs `usrsvcd --worker ACTION -- NAME` with the in-memory config on its stdin: the
     /// start or restart of `usrsvc`, under the program's lock, in a process of its own (a
     /// start makes its process a subreaper and waits out `success_seconds`; the loop must not).
-    fn spawn_worker(&mut self, name: &str, action: Action, why: &str, trigger: Trigger) {
+    fn spawn_worker(
+        &mut self,
+        name: &str,
+        action: Action,
+        why: &str,
+        trigger: Trigger,
+        expect: Option<&ProcInfo>,
+    ) {
         let log = self.opts.log.clone();
         // Right after a process the daemon had started died, a copy of the program it handed
         // over to (a fresh copy started before it exited, as servers do for an upgrade) can
@@ -1056,10 +1063,11 @@ impl Daemon {
             .arg(action.word())
             .arg("--log-format")
             .arg(log.format.word())
-            .arg("--trigger")
-            .arg(trigger.to_string())
-            .arg("--reason")
-            .arg(why);
+            .arg(format!("--trigger={trigger}"))
+            .arg(format!("--reason={why}"));
+        if let Some(info) = expect {
+            cmd.arg(format!("--expect={}:{}", info.pid, info.start_ticks));
+        }
         if log.debug {
             cmd.arg("--debug");
         }
@@ -1430,7 +1438,17 @@ impl Daemon {
             "{name} was restarted because {}. Restart {} by this usrsvcd; {} consecutive failure(s).",
             pending.because, p.restarts, pending.failures
         );
-        self.spawn_worker(name, Action::Restart, &pending.why, pending.trigger);
+        let expect = match &p.phase {
+            Phase::Running(r) => Some(r.info.clone()),
+            _ => None,
+        };
+        self.spawn_worker(
+            name,
+            Action::Restart,
+            &pending.why,
+            pending.trigger,
+            expect.as_ref(),
+        );
         self.alert(name, pending.mail, text);
     }
 
@@ -1693,11 +1711,16 @@ impl Daemon {
         }
         p.held = None;
         log.info(&format!("{name}: planned restart ({why})."));
+        let expect = match &p.phase {
+            Phase::Running(r) => Some(r.info.clone()),
+            _ => None,
+        };
         self.spawn_worker(
             name,
             Action::Restart,
             &format!("planned restart: {why}"),
             Trigger::Schedule,
+            expect.as_ref(),
         );
     }
 
@@ -1842,10 +1865,8 @@ impl Daemon {
             .arg(GROUP_RESTART)
             .arg("--log-format")
             .arg(log.format.word())
-            .arg("--trigger")
-            .arg(Trigger::Schedule.to_string())
-            .arg("--reason")
-            .arg(why);
+            .arg(format!("--trigger={}", Trigger::Schedule))
+            .arg(format!("--reason={why}"));
         if log.debug {
             cmd.arg("--debug");
         }
