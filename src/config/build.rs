@@ -1424,12 +1424,24 @@ impl<'a> Builder<'a> {
 
     /// Every `[[HealthCheck:NAME]]` of a program, in file order.
     fn health_checks(&mut self, values: &Values<'_, 'a>, scope: &Scope) -> Vec<CheckSpec> {
-        let mut checks = Vec::new();
+        let mut checks: Vec<CheckSpec> = Vec::new();
         for (canon, item, resolved) in values {
             let Some(name) = canon.strip_prefix("HealthCheck:") else {
                 continue;
             };
+            // `[[HealthCheck: http]]` is the check `http`.
+            let name = name.trim();
             let key = item.key();
+            if checks.iter().any(|c| c.name == name) {
+                self.error(
+                    Kind::InvalidHealthCheck,
+                    scope,
+                    Some(item.origin()),
+                    Some(key),
+                    format!("Health check {name} is defined twice in this program."),
+                );
+                continue;
+            }
             let Resolved::Section(table) = resolved else {
                 if !matches!(resolved, Resolved::Failed) {
                     self.error(
@@ -2067,7 +2079,13 @@ mod tests {
 
     #[test]
     fn planned_restart_keys_rejected_with_their_place() {
-        let cases: [(&str, Kind, usize, &str); 10] = [
+        let cases: [(&str, Kind, usize, &str); 11] = [
+            (
+                "[[HealthCheck:h]]\ncommand = x\n[[HealthCheck: h]]\ncommand = y\n",
+                Kind::InvalidHealthCheck,
+                8,
+                "HealthCheck: h",
+            ),
             (
                 "restart_every = 5x\n",
                 Kind::InvalidDuration,
