@@ -12,7 +12,7 @@
 //! or signal any process but its own `sendmail_path` children.
 
 mod deliver;
-mod identity;
+pub(crate) mod identity;
 mod limit;
 mod message;
 

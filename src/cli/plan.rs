@@ -24,9 +24,8 @@ struct Row {
 
 pub fn plan(config: &Config, json: bool, console: &Console) -> ReturnCode {
     let now = Local::now();
-    let host = nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    // The daemon's jitter seed: the same host name.
+    let host = crate::alert::identity::short_host();
     let state = read_state();
     let switch = control::hold::kill_switch(config).map(|p| p.display().to_string());
     let started = |name: &str| -> Option<SystemTime> {

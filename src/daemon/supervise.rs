@@ -314,9 +314,7 @@ impl Daemon {
             health_gen: 0,
             groups: BTreeMap::new(),
             groups_dirty: true,
-            host: nix::unistd::gethostname()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            host: crate::alert::identity::short_host(),
         })
     }
 
@@ -827,23 +825,14 @@ impl Daemon {
             env: p.cfg.env.clone(),
             inherit_env: p.cfg.inherit_env,
         };
-        if self.health.is_none() {
-            match self
-                .signals
-                .wake
-                .try_clone()
-                .and_then(health::Watcher::start)
-            {
-                Ok(w) => self.health = Some(w),
-                Err(e) => {
-                    self.opts
-                        .log
-                        .error(&format!("Cannot start the health-check thread: {e}"));
-                    return;
-                }
-            }
-        }
-        if let Some(h) = self.health.as_mut() {
+        let watcher = started(
+            &mut self.health,
+            &self.signals.wake,
+            health::Watcher::start,
+            &self.opts.log,
+            "health-check",
+        );
+        if let Some(h) = watcher {
             h.watch(target, checks);
         }
     }
@@ -1313,23 +1302,13 @@ impl Daemon {
             info: run.info.clone(),
             cfg: p.cfg.monitoring.clone(),
         };
-        if self.checker.is_none() {
-            match self
-                .signals
-                .wake
-                .try_clone()
-                .and_then(monitor::Checker::start)
-            {
-                Ok(c) => self.checker = Some(c),
-                Err(e) => {
-                    self.opts
-                        .log
-                        .error(&format!("Cannot start the monitor thread: {e}"));
-                    return;
-                }
-            }
-        }
-        let Some(checker) = self.checker.as_mut() else {
+        let Some(checker) = started(
+            &mut self.checker,
+            &self.signals.wake,
+            monitor::Checker::start,
+            &self.opts.log,
+            "monitor",
+        ) else {
             return;
         };
         // A check that hangs (an activity file on a dead network filesystem) stalls only the
@@ -2100,6 +2079,24 @@ impl Daemon {
             self.observe(&name);
         }
     }
+}
+
+/// The thread in `slot`, started at first use with its own end of the loop's wake-up socket;
+/// `None` (logged) when it cannot be started.
+fn started<'s, T>(
+    slot: &'s mut Option<T>,
+    wake: &UnixStream,
+    start: fn(UnixStream) -> std::io::Result<T>,
+    log: &Log,
+    what: &str,
+) -> Option<&'s mut T> {
+    if slot.is_none() {
+        match wake.try_clone().and_then(start) {
+            Ok(t) => *slot = Some(t),
+            Err(e) => log.error(&format!("Cannot start the {what} thread: {e}")),
+        }
+    }
+    slot.as_mut()
 }
 
 /// The monotonic time to look at a plan: its fire time, but never more than `PLAN_LOOK` ahead.
