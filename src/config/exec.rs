@@ -191,7 +191,11 @@ fn one_bound(resource: Resource, text: &str) -> Result<LimitValue, String> {
         .and_then(|n| n.checked_mul(1u64 << shift))
         // u64::MAX is the kernel's RLIM_INFINITY: say `unlimited` for it.
         .filter(|n| *n < u64::MAX)
-        .ok_or_else(|| format!("Invalid value for config parameter {key}: {text} is too large; write unlimited"))?;
+        .ok_or_else(|| {
+            format!(
+                "Invalid value for config parameter {key}: {text} is too large; write unlimited"
+            )
+        })?;
     Ok(LimitValue::Finite(n))
 }
 
@@ -235,13 +239,22 @@ mod tests {
     #[test]
     fn limits_take_one_value_or_soft_and_hard() {
         let l = parse_limit(Resource::Nofile, "4096").expect("ok");
-        assert_eq!((l.soft, l.hard), (LimitValue::Finite(4096), LimitValue::Finite(4096)));
+        assert_eq!(
+            (l.soft, l.hard),
+            (LimitValue::Finite(4096), LimitValue::Finite(4096))
+        );
         let l = parse_limit(Resource::Nofile, "1024:unlimited").expect("ok");
-        assert_eq!((l.soft, l.hard), (LimitValue::Finite(1024), LimitValue::Unlimited));
+        assert_eq!(
+            (l.soft, l.hard),
+            (LimitValue::Finite(1024), LimitValue::Unlimited)
+        );
         let l = parse_limit(Resource::As, "2G").expect("ok");
         assert_eq!(l.soft, LimitValue::Finite(2 << 30));
         let l = parse_limit(Resource::Core, "0:512k").expect("ok");
-        assert_eq!((l.soft, l.hard), (LimitValue::Finite(0), LimitValue::Finite(512 << 10)));
+        assert_eq!(
+            (l.soft, l.hard),
+            (LimitValue::Finite(0), LimitValue::Finite(512 << 10))
+        );
         let l = parse_limit(Resource::Core, "Infinity").expect("ok");
         assert_eq!(l.hard, LimitValue::Unlimited);
     }

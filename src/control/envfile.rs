@@ -75,7 +75,10 @@ fn parse_line(line: &str) -> Result<(String, String), String> {
     };
     let key = key.trim();
     if key.starts_with("export ") || key.starts_with("export\t") {
-        return Err("`export` is not supported: write KEY=VALUE (as systemd's EnvironmentFile= does)".into());
+        return Err(
+            "`export` is not supported: write KEY=VALUE (as systemd's EnvironmentFile= does)"
+                .into(),
+        );
     }
     let valid = key
         .chars()
@@ -118,7 +121,9 @@ mod tests {
     }
 
     fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        v.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]

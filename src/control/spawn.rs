@@ -110,8 +110,7 @@ pub fn spawn_program(
         .ok_or_else(|| SpawnError::Exec(std::io::Error::other("empty command")))?;
     let setup = ExecSetup::new(&prog.exec)?;
     let env = exec_env(prog, &setup.directory)?;
-    let mut cmd =
-        Command::new(resolve_exe(exe, &env, &setup.directory).map_err(SpawnError::Exec)?);
+    let mut cmd = Command::new(resolve_exe(exe, &env, &setup.directory).map_err(SpawnError::Exec)?);
     cmd.arg0(exe)
         .args(args)
         .env_clear()
