@@ -354,3 +354,24 @@ fn a_negative_nice_without_privilege_fails_the_start() {
         .iter()
         .all(|p| !alive(*p))));
 }
+
+#[test]
+fn the_web_example_sets_the_exec_environment_for_every_worker() {
+    let t = Env::new();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(repo.join("examples/usrsvc.cfg"), t.path("usrsvc.cfg")).expect("copy");
+    std::fs::create_dir_all(t.path("usrsvc.d/cfg")).expect("mkdir");
+    std::fs::create_dir_all(t.path("usrsvc.d/logs")).expect("mkdir");
+    std::fs::copy(
+        repo.join("examples/cfg/web.cfg"),
+        t.path("usrsvc.d/cfg/web.cfg"),
+    )
+    .expect("copy");
+    let c = load(&t.path("usrsvc.cfg"), &t.home).unwrap_or_else(|e| panic!("{e}"));
+    for name in ["web1", "web2", "web3"] {
+        let e = &c.program(name).expect(name).exec;
+        assert_eq!(e.directory, Some(PathBuf::from("/srv/web")), "{name}");
+        assert_eq!(e.env_file, Some(t.path("usrsvc.d/web.env")), "{name}");
+        assert_eq!((e.umask, e.nice, e.limits.len()), (Some(0o27), Some(5), 2));
+    }
+}
