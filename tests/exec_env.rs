@@ -375,3 +375,33 @@ fn the_web_example_sets_the_exec_environment_for_every_worker() {
         assert_eq!((e.umask, e.nice, e.limits.len()), (Some(0o27), Some(5), 2));
     }
 }
+
+#[test]
+fn checkconfig_warns_of_a_missing_directory_or_a_bad_env_file_and_passes() {
+    let t = Env::new();
+    std::fs::write(t.path("bad.env"), "A=1\n\nB\n").expect("env file");
+    t.programs(&[
+        t.program("p", &t.sleep(1), "directory = nowhere"),
+        t.program("q", &t.sleep(2), "env_file = bad.env"),
+        t.program("r", &t.sleep(3), "env_file = absent.env"),
+    ]);
+    let r = t.run_bin("usrsvcd", &["checkconfig"]);
+    r.expect_code(0);
+    let out = r.all();
+    for want in [
+        format!(
+            "Warning: Program p: directory {} is not a folder (yet)",
+            t.path("nowhere").display()
+        ),
+        format!(
+            "Warning: Program q: env_file {}:3: expected KEY=VALUE",
+            t.path("bad.env").display()
+        ),
+        format!(
+            "Warning: Program r: Cannot read env_file {}: No such file",
+            t.path("absent.env").display()
+        ),
+    ] {
+        assert!(out.contains(&want), "{want}\n{out}");
+    }
+}

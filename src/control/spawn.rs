@@ -153,6 +153,29 @@ fn exec_env(prog: &ProgramConfig, dir: &Path) -> Result<Vec<(String, String)>, S
     Ok(env)
 }
 
+/// What would make a start of `prog` fail in its exec environment today: a `directory` that
+/// is not a folder, an `env_file` that cannot be read or has a bad line. For `checkconfig`,
+/// which warns (a folder or file may appear before the program starts, so the config is valid).
+pub fn check_exec(prog: &ProgramConfig) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let Some(dir) = prog.exec.directory.as_ref().filter(|d| !d.is_dir()) {
+        warnings.push(format!(
+            "Program {}: directory {} is not a folder (yet): its starts fail until it is",
+            prog.name,
+            dir.display()
+        ));
+    }
+    if let Some(path) = &prog.exec.env_file {
+        if let Err(why) = envfile::read(path) {
+            warnings.push(format!(
+                "Program {}: {why}: its starts fail until that is fixed",
+                prog.name
+            ));
+        }
+    }
+    warnings
+}
+
 /// The default `directory`: the user's home from the passwd database (not `$HOME`, which a
 /// login shell, cron, sudo and a unit set differently), so `usrsvc` and `usrsvcd` agree; `/`
 /// when there is none.
