@@ -405,3 +405,33 @@ fn checkconfig_warns_of_a_missing_directory_or_a_bad_env_file_and_passes() {
         assert!(out.contains(&want), "{want}\n{out}");
     }
 }
+
+#[test]
+fn a_relative_command_path_is_relative_to_directory() {
+    let t = Env::new();
+    std::fs::create_dir(t.path("work")).expect("mkdir");
+    let script = format!("run-{}.sh", t.marker);
+    std::fs::write(
+        t.path(&format!("work/{script}")),
+        format!("#!/bin/sh\n{}\n", t.sleep(1)),
+    )
+    .expect("script");
+    let mut perm = std::fs::metadata(t.path(&format!("work/{script}")))
+        .expect("stat")
+        .permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(t.path(&format!("work/{script}")), perm).expect("chmod");
+    t.programs(&[t.program("p", &format!("./{script}"), "directory = work")]);
+    // Started from a folder that has no such script.
+    let out = t
+        .command("usrsvc", &["start", "p"])
+        .current_dir(t.path("cfg"))
+        .output()
+        .expect("usrsvc start");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let pid = t.pid_of("p").expect("pidfile");
+    assert_eq!(cwd_of(pid), t.path("work"));
+    // The default matcher still knows the script by the command as written.
+    t.run(&["status", "p"]).expect_code(0);
+    t.run(&["stop", "p"]).expect_code(0);
+}

@@ -61,12 +61,13 @@ struct KernelSigaction {
 }
 
 /// Finds a bare command name on the PATH the program will have (1.5.13, through Python, fell
-/// back to `/bin:/usr/bin` when the program's environment had no PATH). Relative paths (of the
-/// command, or in PATH) are relative to the program's working directory `dir`, where the
-/// program runs.
+/// back to `/bin:/usr/bin` when the program's environment had no PATH). Relative paths are
+/// relative to the program's working directory `dir`: a command path such as `./run.sh` is
+/// executed as written after the child's `chdir` (so a script's cmdline still shows
+/// `./run.sh`, which the matcher knows), and relative PATH entries are looked up from `dir`.
 fn resolve_exe(exe: &str, env: &[(String, String)], dir: &Path) -> std::io::Result<PathBuf> {
     if exe.contains('/') {
-        return Ok(dir.join(exe));
+        return Ok(PathBuf::from(exe));
     }
     let path = env
         .iter()
