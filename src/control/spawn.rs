@@ -126,7 +126,7 @@ pub fn spawn_program(
     .map_err(|e| SpawnError::Exec(e.into()))?;
     setup.clone().install(&mut cmd, failed_w.as_raw_fd());
     let spawned = cmd.spawn();
-    // Ours must be closed before `cmd` (which refers to it by number) could run again.
+    // The pre-exec step names the pipe by number: `cmd` must not outlive it.
     drop(cmd);
     drop(failed_w);
     spawned.map_err(|e| match failed_step(&failed_r) {
