@@ -147,7 +147,14 @@ fn run(argv: Vec<String>) -> ReturnCode {
         "start" if args.foreground => foreground(&path, &args, format),
         "start" => start(&path, &args, &console),
         "checkconfig" => match load_config(&path, &console, false) {
-            Ok(_) => ReturnCode::Success,
+            Ok(cfg) => {
+                for prog in &cfg.programs {
+                    for w in crate::control::spawn::check_exec(prog) {
+                        console.warn(&format!("Warning: {w}"));
+                    }
+                }
+                ReturnCode::Success
+            }
             Err(errors) => {
                 for e in errors.iter() {
                     console.error(&format!("Error in configuration: {e}"));

@@ -6,6 +6,8 @@
 //! It does no I/O of its own: the few facts it needs from the system (does this directory
 //! exist, the real uid, `$PATH`) come through the `Probe` trait, so tests can fake them.
 
+mod exec;
+
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -1243,10 +1245,14 @@ impl<'a> Builder<'a> {
         let schedule = self.schedule(&values, scope);
         let health_checks = self.health_checks(&values, scope);
 
+        // 13b. new in 2.0: the exec environment (build/exec.rs)
+        let exec = self.exec(&values, scope);
+
         // 14. anything else
         let unknown: Vec<&Item<'a>> = Self::unknown(&values, &PROGRAM_KEYS)
             .into_iter()
             .filter(|i| !i.key().starts_with("HealthCheck:"))
+            .filter(|i| !exec::EXEC_KEYS.contains(&i.key()))
             .collect();
         self.unknown_keys(
             &unknown,
@@ -1287,6 +1293,7 @@ impl<'a> Builder<'a> {
             email_interval,
             schedule,
             health_checks,
+            exec,
         })
     }
 

@@ -80,6 +80,11 @@ pub enum ConfigErrorKind {
     LogDirMissing,
     /// `proctitle_re` does not compile.
     InvalidProctitleRe,
+    /// New in 2.0: `directory`, `umask`, `env_file`, `nice` or a `[[Limits]]` value that is
+    /// not valid.
+    InvalidExecSetting,
+    /// New in 2.0: an unknown key in `[[Limits]]`.
+    UnknownLimitsKeys,
     /// `[Program:]`.
     ProgramWithoutName,
     /// The same program defined in two places.

@@ -1,7 +1,8 @@
 //! `DefaultSettings` inheritance (spec §4.7) as usrsvc 1.5.13 performs it on configobj
 //! sections: `Table` mirrors a configobj `Section` (scalars and subsections in two ordered
 //! lists, so the original's key order shows through in "Unknown config options"), `merge` is
-//! the original's deep copy + one-level `Env`/`Monitoring` merge + `update`. Every key keeps
+//! the original's deep copy + one-level `Env`/`Monitoring` merge (and `Limits`, new in 2.0) +
+//! `update`. Every key keeps
 //! its `Origin` (file, raw section, line, inherited-from), so interpolation and error messages
 //! point at the file it was written in.
 //!
@@ -175,12 +176,12 @@ impl<'a> Table<'a> {
 }
 
 /// The original's merge of a DefaultSettings section under a program (spec §4.7): a copy of
-/// the defaults, `Env` and `Monitoring` merged one level deep when both have them, then every
-/// program key set over it.
+/// the defaults, `Env`, `Monitoring` and `Limits` merged one level deep when both have them,
+/// then every program key set over it.
 pub(super) fn merge<'a>(defaults: &Table<'a>, program: &Table<'a>) -> Table<'a> {
     let mut merged = defaults.clone();
     let mut program = program.clone();
-    for sub in ["Env", "Monitoring"] {
+    for sub in ["Env", "Monitoring", "Limits"] {
         let (
             Some(Item::Section { table: dt, .. }),
             Some(Item::Section {

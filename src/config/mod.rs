@@ -12,6 +12,7 @@
 
 mod build;
 mod error;
+mod exec;
 mod inherit;
 mod interpolate;
 mod model;
@@ -27,6 +28,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors};
+pub use exec::{ExecConfig, Limit, LimitValue, Resource};
 pub use model::{
     Config, GroupConfig, Location, LogTarget, MainConfig, MonitoringConfig, ProgramConfig,
     SmtpConfig, Step,

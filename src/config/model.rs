@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::exec::ExecConfig;
 use crate::health::CheckSpec;
 use crate::schedule::{Schedule, Windows};
 
@@ -140,6 +141,9 @@ pub struct ProgramConfig {
     pub schedule: Schedule,
     /// New in 2.0: `[[HealthCheck:NAME]]`, in file order.
     pub health_checks: Vec<CheckSpec>,
+    /// New in 2.0: `directory`, `umask`, `env_file`, `nice`, `[[Limits]]` (`exec.rs`).
+    #[serde(default)]
+    pub exec: ExecConfig,
 }
 
 /// New in 2.0: one `[Group:NAME]`.

@@ -3,6 +3,7 @@
 //! start time + cmdline) before acting on it, and acts through a pidfd.
 
 pub mod audit;
+pub(crate) mod envfile;
 pub mod group;
 pub mod hold;
 pub mod identify;

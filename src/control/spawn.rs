@@ -4,14 +4,25 @@
 //! stderr appended to its log files, and no file descriptor but 0–2 (1.5.13 leaked every
 //! inheritable fd of the caller). Its environment is built here from scratch, so nothing one
 //! program sets reaches another.
+//!
+//! New in 2.0, the exec environment (`config::exec`): the working directory (`directory`,
+//! default the user's home from the passwd database, whoever starts the program), `umask`,
+//! `nice`, `[[Limits]]` and `env_file`. Everything the child needs is prepared before the fork
+//! (paths as C strings, limits as `rlimit`s); between fork and exec only raw syscalls run, and
+//! a step that fails writes its number and errno into a close-on-exec pipe, so the start can
+//! say which setting could not be applied.
 
+use std::ffi::CString;
 use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use crate::config::ProgramConfig;
+use crate::config::{ExecConfig, Limit, LimitValue, ProgramConfig, Resource};
+use crate::control::envfile;
 
 /// The argv the program is executed with: the shlex-split command, or `/bin/sh -c command`.
 pub fn program_argv(prog: &ProgramConfig) -> Vec<String> {
@@ -20,11 +31,6 @@ pub fn program_argv(prog: &ProgramConfig) -> Vec<String> {
     } else {
         prog.argv.clone()
     }
-}
-
-/// The program's environment: ours when `inherit_env`, then its `[[Env]]` on top.
-pub fn program_env(prog: &ProgramConfig) -> Vec<(String, String)> {
-    build_env(prog.inherit_env, &prog.env)
 }
 
 /// An environment built from scratch: ours when `inherit`, then `vars` on top (a later key
@@ -55,8 +61,11 @@ struct KernelSigaction {
 }
 
 /// Finds a bare command name on the PATH the program will have (1.5.13, through Python, fell
-/// back to `/bin:/usr/bin` when the program's environment had no PATH).
-fn resolve_exe(exe: &str, env: &[(String, String)]) -> std::io::Result<PathBuf> {
+/// back to `/bin:/usr/bin` when the program's environment had no PATH). Relative paths are
+/// relative to the program's working directory `dir`: a command path such as `./run.sh` is
+/// executed as written after the child's `chdir` (so a script's cmdline still shows
+/// `./run.sh`, which the matcher knows), and relative PATH entries are looked up from `dir`.
+fn resolve_exe(exe: &str, env: &[(String, String)], dir: &Path) -> std::io::Result<PathBuf> {
     if exe.contains('/') {
         return Ok(PathBuf::from(exe));
     }
@@ -66,7 +75,7 @@ fn resolve_exe(exe: &str, env: &[(String, String)]) -> std::io::Result<PathBuf> 
         .map(|(_, v)| v.as_str())
         .unwrap_or("/bin:/usr/bin");
     std::env::split_paths(path)
-        .map(|dir| dir.join(exe))
+        .map(|entry| dir.join(entry).join(exe))
         .find(|cand| {
             std::fs::metadata(cand)
                 .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -79,15 +88,30 @@ fn resolve_exe(exe: &str, env: &[(String, String)]) -> std::io::Result<PathBuf> 
         })
 }
 
-/// Starts the program. Returns once the new process has called `exec` (std reports an exec
-/// failure, e.g. ENOENT, as the error).
-pub fn spawn_program(prog: &ProgramConfig, stdout: File, stderr: File) -> std::io::Result<Child> {
+/// Why a program could not be started.
+#[derive(Debug)]
+pub enum SpawnError {
+    /// The command could not be executed (not found, not executable, no fork).
+    Exec(std::io::Error),
+    /// A setting of the exec environment could not be applied (`env_file`, `directory`,
+    /// `nice`, a limit): the message says which, and why.
+    Setup(String),
+}
+
+/// Starts the program. Returns once the new process has called `exec`; a failure before
+/// (std reports the errno of a failed exec or pre-exec step) says which step failed.
+pub fn spawn_program(
+    prog: &ProgramConfig,
+    stdout: File,
+    stderr: File,
+) -> Result<Child, SpawnError> {
     let argv = program_argv(prog);
     let (exe, args) = argv
         .split_first()
-        .ok_or_else(|| std::io::Error::other("empty command"))?;
-    let env = program_env(prog);
-    let mut cmd = Command::new(resolve_exe(exe, &env)?);
+        .ok_or_else(|| SpawnError::Exec(std::io::Error::other("empty command")))?;
+    let setup = ExecSetup::new(&prog.exec)?;
+    let env = exec_env(prog, &setup.directory)?;
+    let mut cmd = Command::new(resolve_exe(exe, &env, &setup.directory).map_err(SpawnError::Exec)?);
     cmd.arg0(exe)
         .args(args)
         .env_clear()
@@ -96,7 +120,219 @@ pub fn spawn_program(prog: &ProgramConfig, stdout: File, stderr: File) -> std::i
         .stdout(stdout)
         .stderr(stderr);
     detach(&mut cmd);
-    cmd.spawn()
+    let (failed_r, failed_w) = rustix::pipe::pipe_with(
+        rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+    )
+    .map_err(|e| SpawnError::Exec(e.into()))?;
+    setup.clone().install(&mut cmd, failed_w.as_raw_fd());
+    let spawned = cmd.spawn();
+    // The pre-exec step names the pipe by number: `cmd` must not outlive it.
+    drop(cmd);
+    drop(failed_w);
+    spawned.map_err(|e| match failed_step(&failed_r) {
+        Some((step, errno)) => SpawnError::Setup(setup.describe(step, errno)),
+        None => SpawnError::Exec(e),
+    })
+}
+
+/// The program's environment: inherited (with a `PWD` that names its working directory, not
+/// ours), then `[[Env]]`, then `env_file`, read now (a later setting wins, as systemd's
+/// `Environment=` and `EnvironmentFile=`).
+fn exec_env(prog: &ProgramConfig, dir: &Path) -> Result<Vec<(String, String)>, SpawnError> {
+    let mut env = build_env(prog.inherit_env, &[]);
+    if let Some(pwd) = env.iter_mut().find(|(k, _)| k == "PWD") {
+        pwd.1 = dir.to_string_lossy().into_owned();
+    }
+    let mut vars = prog.env.clone();
+    if let Some(path) = &prog.exec.env_file {
+        vars.extend(envfile::read(path).map_err(SpawnError::Setup)?);
+    }
+    for (k, v) in vars {
+        env.retain(|(ek, _)| *ek != k);
+        env.push((k, v));
+    }
+    Ok(env)
+}
+
+/// What would make a start of `prog` fail in its exec environment today: a `directory` that
+/// is not a folder, an `env_file` that cannot be read or has a bad line. For `checkconfig`,
+/// which warns (a folder or file may appear before the program starts, so the config is valid).
+pub fn check_exec(prog: &ProgramConfig) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let Some(dir) = prog.exec.directory.as_ref().filter(|d| !d.is_dir()) {
+        warnings.push(format!(
+            "Program {}: directory {} is not a folder (yet): its starts fail until it is",
+            prog.name,
+            dir.display()
+        ));
+    }
+    if let Some(path) = &prog.exec.env_file {
+        if let Err(why) = envfile::read(path) {
+            warnings.push(format!(
+                "Program {}: {why}: its starts fail until that is fixed",
+                prog.name
+            ));
+        }
+    }
+    warnings
+}
+
+/// The default `directory`: the user's home from the passwd database (not `$HOME`, which a
+/// login shell, cron, sudo and a unit set differently), so `usrsvc` and `usrsvcd` agree; `/`
+/// when there is none.
+fn default_directory() -> PathBuf {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.dir)
+        .filter(|d| d.is_dir())
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// Step numbers a failed pre-exec step reports; a limit reports its index.
+const STEP_NICE: u32 = 1000;
+const STEP_CHDIR: u32 = 1001;
+
+/// What the child applies between fork and exec, prepared before the fork.
+#[derive(Clone)]
+struct ExecSetup {
+    directory: PathBuf,
+    directory_c: CString,
+    /// Whether `directory` was configured (else it is the default).
+    configured: bool,
+    umask: Option<libc::mode_t>,
+    nice: Option<i32>,
+    limits: Vec<(Limit, libc::__rlimit_resource_t, libc::rlimit)>,
+}
+
+impl ExecSetup {
+    fn new(exec: &ExecConfig) -> Result<ExecSetup, SpawnError> {
+        let directory = exec.directory.clone().unwrap_or_else(default_directory);
+        let directory_c = CString::new(directory.as_os_str().as_bytes()).map_err(|_| {
+            SpawnError::Setup(format!(
+                "Cannot change to directory {}: it contains a NUL byte",
+                directory.display()
+            ))
+        })?;
+        let bound = |v: LimitValue| match v {
+            LimitValue::Unlimited => libc::RLIM_INFINITY,
+            LimitValue::Finite(n) => n,
+        };
+        let limits = exec
+            .limits
+            .iter()
+            .map(|l| {
+                let resource = match l.resource {
+                    Resource::Nofile => libc::RLIMIT_NOFILE,
+                    Resource::Core => libc::RLIMIT_CORE,
+                    Resource::Nproc => libc::RLIMIT_NPROC,
+                    Resource::As => libc::RLIMIT_AS,
+                };
+                let rlim = libc::rlimit {
+                    rlim_cur: bound(l.soft),
+                    rlim_max: bound(l.hard),
+                };
+                (*l, resource, rlim)
+            })
+            .collect();
+        Ok(ExecSetup {
+            directory,
+            directory_c,
+            configured: exec.directory.is_some(),
+            umask: exec.umask.map(|m| m as libc::mode_t),
+            nice: exec.nice,
+            limits,
+        })
+    }
+
+    /// Applies the settings in the child. `failed` is the write end of the report pipe.
+    fn install(self, cmd: &mut Command, failed: RawFd) {
+        // SAFETY: the closure runs in the child between fork and exec, where only
+        // async-signal-safe calls are allowed: it reads what was prepared before the fork
+        // (no allocation, no lock) and makes raw syscalls only (setrlimit, setpriority,
+        // umask, chdir, write). `failed` is open in the child: std forks while `cmd` and the
+        // pipe's write end are alive, and it is close-on-exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fail = |step: u32| -> std::io::Error {
+                    let err = std::io::Error::last_os_error();
+                    let mut msg = [0u8; 8];
+                    msg[..4].copy_from_slice(&step.to_ne_bytes());
+                    msg[4..].copy_from_slice(&err.raw_os_error().unwrap_or(0).to_ne_bytes());
+                    libc::write(failed, msg.as_ptr().cast(), msg.len());
+                    err
+                };
+                for (i, (_, resource, rlim)) in self.limits.iter().enumerate() {
+                    if libc::setrlimit(*resource, rlim) != 0 {
+                        return Err(fail(i as u32));
+                    }
+                }
+                if let Some(n) = self.nice {
+                    if libc::setpriority(libc::PRIO_PROCESS, 0, n) != 0 {
+                        return Err(fail(STEP_NICE));
+                    }
+                }
+                if let Some(m) = self.umask {
+                    libc::umask(m);
+                }
+                if libc::chdir(self.directory_c.as_ptr()) != 0 {
+                    return Err(fail(STEP_CHDIR));
+                }
+                Ok(())
+            });
+        }
+    }
+
+    /// What a failed step means, for the start's error message.
+    fn describe(&self, step: u32, errno: i32) -> String {
+        let err = std::io::Error::from_raw_os_error(errno);
+        let denied = matches!(errno, libc::EPERM | libc::EACCES);
+        match step {
+            STEP_CHDIR if self.configured => {
+                format!(
+                    "Cannot change to directory {} (directory): {err}",
+                    self.directory.display()
+                )
+            }
+            STEP_CHDIR => format!(
+                "Cannot change to the user's home {} (the default of directory): {err}",
+                self.directory.display()
+            ),
+            STEP_NICE => {
+                let n = self.nice.unwrap_or_default();
+                let hint = if denied {
+                    "; a nice value below the current one needs privilege (CAP_SYS_NICE or RLIMIT_NICE)"
+                } else {
+                    ""
+                };
+                format!("Cannot set nice = {n}: {err}{hint}")
+            }
+            i => match self.limits.get(i as usize) {
+                Some((limit, _, _)) => {
+                    let hint = match (denied, limit.resource) {
+                        (true, Resource::Nofile) => "; raising a hard limit needs privilege (CAP_SYS_RESOURCE), and nofile cannot exceed /proc/sys/fs/nr_open",
+                        (true, _) => "; raising a hard limit needs privilege (CAP_SYS_RESOURCE)",
+                        _ => "",
+                    };
+                    format!("Cannot set [[Limits]] {limit}: {err}{hint}")
+                }
+                None => format!("A step before exec failed: {err}"),
+            },
+        }
+    }
+}
+
+/// The step and errno a failed pre-exec step reported, if one did.
+fn failed_step(pipe: &OwnedFd) -> Option<(u32, i32)> {
+    let mut msg = [0u8; 8];
+    match rustix::io::read(pipe, &mut msg) {
+        Ok(8) => {
+            let step = u32::from_ne_bytes(msg[..4].try_into().ok()?);
+            let errno = i32::from_ne_bytes(msg[4..].try_into().ok()?);
+            Some((step, errno))
+        }
+        _ => None,
+    }
 }
 
 /// Makes `cmd` start detached: its own session, every signal disposition at its default, an

@@ -16,7 +16,7 @@ use crate::config::ProgramConfig;
 use crate::control::identify::{find_running, Mode};
 use crate::control::report::{process_dict, py_str, Report};
 use crate::control::signal::{terminate_all, Pidfd};
-use crate::control::spawn::{program_argv, spawn_program, InterruptsDeferred};
+use crate::control::spawn::{program_argv, spawn_program, InterruptsDeferred, SpawnError};
 use crate::control::{seconds, Outcome};
 use crate::exit::ReturnCode;
 use crate::proc::{self, Matcher, ProcInfo};
@@ -124,12 +124,16 @@ pub fn launch(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> O
     let started_at = Instant::now();
     let mut child = match spawn_program(prog, stdout, stderr) {
         Ok(c) => c,
-        Err(e) => {
+        Err(SpawnError::Exec(e)) => {
             let argv: Vec<String> = program_argv(prog).iter().map(|a| py_str(a)).collect();
             report.error(&format!(
                 "({name}) - Failed to run command ( [{}] ): {e}",
                 argv.join(", ")
             ));
+            return Outcome::no_process(ReturnCode::ProgramFailedToLaunch);
+        }
+        Err(SpawnError::Setup(why)) => {
+            report.error(&format!("({name}) - Cannot start: {why}"));
             return Outcome::no_process(ReturnCode::ProgramFailedToLaunch);
         }
     };
