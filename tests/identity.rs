@@ -437,3 +437,36 @@ fn a_failed_start_says_what_it_saw() {
         "{err}"
     );
 }
+
+#[test]
+fn after_a_command_change_and_a_reread_the_daemons_program_is_still_found() {
+    let t = Env::new();
+    let stable = "success_seconds = 0.2\nrestart_delay = 0";
+    t.programs(&[t.program("p", &t.sleep(1), stable)]);
+    let mut d = t.daemon();
+    let pid = t.wait_running("p");
+    d.expect_watching("p", pid);
+    t.programs(&[t.program("p", &t.sleep(2), stable)]);
+    t.run_bin("usrsvcd", &["reread"]).expect_code(0);
+    let r = t.run(&["status", "p"]);
+    r.expect_code(0);
+    assert!(
+        r.stdout().contains(&format!("'pid': {pid},")),
+        "{}",
+        r.all()
+    );
+    assert_eq!(t.pid_of("p"), Some(pid), "the pidfile is kept");
+    let r = t.run(&["stop", "p"]);
+    r.expect_code(0);
+    assert!(
+        r.stdout().contains(&format!("Stopping p [{pid}]")),
+        "{}",
+        r.all()
+    );
+    assert!(!alive(pid));
+    assert_eq!(d.stop(), Some(0));
+    assert!(
+        common::pids_matching(&t.sleep(2)).is_empty(),
+        "nothing restarted it"
+    );
+}
