@@ -383,26 +383,6 @@ pub fn scan_user(uid: u32, mut keep: impl FnMut(i32, &[String]) -> bool) -> Vec<
     found
 }
 
-/// Every live process owned by `uid` except the calling one, whatever its cmdline (an empty
-/// cmdline, which `scan_user` skips, can be a process that blanked its title).
-pub fn user_processes(uid: u32) -> Vec<ProcInfo> {
-    let Ok(dir) = open_proc() else {
-        return Vec::new();
-    };
-    let me = rustix::process::getpid().as_raw_nonzero().get();
-    let mut buf = Vec::with_capacity(512);
-    list_pids()
-        .into_iter()
-        .filter(|pid| *pid != me)
-        .filter(|pid| {
-            rustix::fs::statat(&dir, pid.to_string().as_str(), AtFlags::empty())
-                .is_ok_and(|st| st.st_uid == uid)
-        })
-        .filter_map(|pid| read_with(&dir, pid, &mut buf))
-        .filter(|p| p.is_alive() && p.belongs_to(uid))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
