@@ -141,24 +141,24 @@ pub fn remove_pidfile(prog: &ProgramConfig) -> std::io::Result<()> {
 
 /// The processes that are never the program: the calling process, those it runs under (the
 /// shell or script running `usrsvc stop NAME` has NAME in its cmdline; a pidfile may name it),
-/// and any usrsvc. Read once per identification.
+/// and any usrsvc. The callers are read once per identification, when first needed.
 struct NeverTheProgram {
     me: i32,
-    callers: Vec<i32>,
+    callers: std::cell::OnceCell<Vec<i32>>,
 }
 
 impl NeverTheProgram {
     fn now() -> NeverTheProgram {
         NeverTheProgram {
             me: std::process::id() as i32,
-            callers: proc::my_ancestors(),
+            callers: std::cell::OnceCell::new(),
         }
     }
 
     fn reason(&self, pid: i32, argv: &[String]) -> Option<&'static str> {
         if pid == self.me {
             Some("it is this usrsvc process")
-        } else if self.callers.contains(&pid) {
+        } else if self.callers.get_or_init(proc::my_ancestors).contains(&pid) {
             Some("it runs the usrsvc command that asks (it is its caller)")
         } else if proc::is_usrsvc(pid, argv) {
             Some("it is a usrsvc process, not the program")

@@ -319,9 +319,13 @@ impl Launched<'_> {
     /// Every live process of the launch, whatever its uid, lowest pid first.
     fn processes(&self) -> Vec<ProcInfo> {
         let tree = proc::process_tree();
-        self.members(&tree)
-            .into_iter()
-            .filter_map(proc::read_proc)
+        let members = self.members(&tree);
+        tree.iter()
+            .filter(|n| n.alive && members.contains(&n.pid))
+            .filter_map(|n| {
+                // The same process as in the tree, not a reuse of its pid since.
+                proc::read_proc(n.pid).filter(|p| p.start_ticks == n.start_ticks)
+            })
             .filter(ProcInfo::is_alive)
             .collect()
     }

@@ -260,6 +260,7 @@ pub struct Node {
     pub pid: i32,
     pub ppid: i32,
     pub session: i32,
+    pub start_ticks: u64,
     pub alive: bool,
 }
 
@@ -278,6 +279,7 @@ pub fn process_tree() -> Vec<Node> {
                 pid,
                 ppid: st.ppid,
                 session: st.session,
+                start_ticks: st.start_ticks,
                 alive: st.state.is_alive(),
             })
         })
