@@ -440,13 +440,28 @@ fn a_failed_start_that_backgrounded_a_child_leaves_nothing_behind() {
 
 #[test]
 fn a_start_that_never_matches_kills_what_it_launched() {
+    // The launched shell exits 0, leaving a process that does not match. (A launched process
+    // still alive at the end of the window is the program whatever its title: usrsvc launched
+    // it and recorded it.)
     let t = Env::new();
-    t.programs(&[t.program("nomatch", &t.sleep(1), "proctitle_re = ^never-matches$")]);
+    t.programs(&[t.program(
+        "nomatch",
+        &format!("\"{} & exit 0\"", t.sleep(1)),
+        "useshell = true\nproctitle_re = ^never-matches$",
+    )]);
     let r = t.run(&["start", "nomatch"]);
     r.expect_code(137);
     assert!(r.stderr().contains(
         "Failed to find program matching proctitle_re within success_seconds=0.5 seconds"
     ));
+    assert!(
+        r.stderr().contains(&format!(
+            "({}), not the program: it does not match proctitle_re",
+            t.sleep(1)
+        )),
+        "{}",
+        r.stderr()
+    );
     assert!(
         t.my_processes().is_empty(),
         "left behind: {:?}",

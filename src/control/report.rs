@@ -49,6 +49,7 @@ mod tests {
         let p = ProcInfo {
             pid: 9091,
             uid: 1000,
+            uids: [1000; 3],
             ppid: 1,
             pgrp: 9091,
             session: 9091,

@@ -24,6 +24,21 @@ impl Pidfd {
     /// uid and start time, alive). `Ok(None)` when it is gone or is now another process; an
     /// error when pidfds cannot be had at all (Linux before 5.3, a seccomp filter).
     pub fn open_verified(info: &ProcInfo) -> std::io::Result<Option<Pidfd>> {
+        let me = proc::my_uid();
+        Self::open_if(info, |now| now.uids == info.uids && now.belongs_to(me))
+    }
+
+    /// Opens a pidfd for a process a launch of ours made (proven by the caller: in the session
+    /// it created, or below it), whatever uid it runs as now, if we may signal it and it is
+    /// still that process (same start time, alive).
+    pub fn open_launched(info: &ProcInfo) -> std::io::Result<Option<Pidfd>> {
+        Self::open_if(info, proc::may_signal)
+    }
+
+    fn open_if(
+        info: &ProcInfo,
+        still_ours: impl Fn(&ProcInfo) -> bool,
+    ) -> std::io::Result<Option<Pidfd>> {
         let Some(pid) = Pid::from_raw(info.pid) else {
             return Ok(None);
         };
@@ -35,11 +50,7 @@ impl Pidfd {
         let Some(now) = proc::read_proc(info.pid) else {
             return Ok(None);
         };
-        if now.uid != info.uid
-            || now.uid != proc::my_uid()
-            || now.start_ticks != info.start_ticks
-            || !now.is_alive()
-        {
+        if now.start_ticks != info.start_ticks || !now.is_alive() || !still_ours(&now) {
             return Ok(None);
         }
         Ok(Some(Pidfd { pid: info.pid, fd }))

@@ -1,11 +1,20 @@
-//! `start`: launch a program detached and prove, at the end of `success_seconds`, that a
-//! matching process is alive. Nothing busy-waits: the window is one `poll` on the launched
-//! process's pidfd (1.5.13 spun a core for the whole window). A start that fails kills every
-//! process it launched — the new session the program was started in identifies them, whatever
-//! their parent now is — and says why: exit status or signal, and the program's last stderr
-//! lines (1.5.13 left the processes running and said only "exited with code=N").
+//! `start`: launch a program detached and prove, at the end of `success_seconds`, that the
+//! program is alive: the launched process (recorded with its start time from the moment it is
+//! launched, so the pidfile names it during the window too), or a matching process of the
+//! launch. Nothing busy-waits: the window is one `poll` on the launched process's pidfd (1.5.13
+//! spun a core for the whole window). A start that fails kills every process it launched that
+//! it may signal — the new session the program was started in identifies them, whatever their
+//! parent and uid now are — and says why: exit status or signal, what was running and why it
+//! was not the program, and the program's last stderr lines (1.5.13 left the processes running
+//! and said only "exited with code=N").
+//!
+//! A launch owns only what descends from the process it launched or lives in the session that
+//! process created. usrsvc is a child subreaper during the launch, so orphans come back to it
+//! and lose that ancestry; they are the launch's only when usrsvc had no child before it (then
+//! nothing else can be re-parented to it). A shell that `exec`s usrsvc may leave it background
+//! jobs: their orphans are never the launch's, neither to adopt nor to kill.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
@@ -13,12 +22,13 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::config::ProgramConfig;
-use crate::control::identify::{find_running, Mode};
+use crate::control::identify::{self, find_running, Mode};
 use crate::control::report::{process_dict, py_str, Report};
 use crate::control::signal::{terminate_all, Pidfd};
 use crate::control::spawn::{program_argv, spawn_program, InterruptsDeferred, SpawnError};
 use crate::control::{seconds, Outcome};
 use crate::exit::ReturnCode;
+use crate::proc::Node;
 use crate::proc::{self, Matcher, ProcInfo};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 
@@ -112,14 +122,13 @@ pub fn launch(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> O
     // they pass on to init as before. Our descendants from before this launch are not its.
     let _ = nix::sys::prctl::set_child_subreaper(true);
     let _deferred = InterruptsDeferred::new();
-    // A process without children has no descendants: no need to read every process (the
-    // common case — a `usrsvc` command, a daemon's worker — and most of a restart's cost).
-    let before = if has_children() == Some(false) {
-        HashSet::new()
-    } else {
-        our_descendants(&proc::user_processes(proc::my_uid()), |_| false)
-            .map(|p| (p.pid, p.start_ticks))
-            .collect()
+    let me = std::process::id() as i32;
+    // Without children we have no descendants, and orphans can only come back to us from the
+    // launch. With children (a shell's background jobs, when it exec'd us) they may come from
+    // those too, and only the launch's session and what descends from it are the launch's.
+    let exclusive = match has_children() {
+        Some(any) => !any,
+        None => !proc::process_tree().iter().any(|n| n.ppid == me),
     };
     let started_at = Instant::now();
     let mut child = match spawn_program(prog, stdout, stderr) {
@@ -143,7 +152,7 @@ pub fn launch(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> O
         kind: if prog.useshell { "shell" } else { "process" },
         stderr_from,
         report,
-        before,
+        exclusive,
     };
     let pidfd = match Pidfd::for_child(child.id()) {
         Ok(fd) => fd,
@@ -152,6 +161,18 @@ pub fn launch(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> O
             return launched.fail(&mut child, ReturnCode::ProgramFailedToLaunch);
         }
     };
+    // Recorded at once: during the window, the pidfile already names the new process (after a
+    // crash restart, the server is serving long before the window ends).
+    let recorded = proc::read_proc(launched.child_pid)
+        .map(|info| identify::record_launch(prog, &info))
+        .unwrap_or(Ok(()));
+    if let Err(e) = recorded {
+        report.error(&format!(
+            "({name}) - Cannot write pidfile {}: {e}",
+            prog.pidfile.display()
+        ));
+        return launched.fail(&mut child, ReturnCode::InsufficientPermissions);
+    }
     let mut exited_ok = false;
     if pidfd.wait_exit(Some(window)) {
         // WNOWAIT: the exited child stays a zombie, so its pid (the id of the session it
@@ -164,14 +185,11 @@ pub fn launch(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> O
         match status {
             Ok(WaitStatus::Exited(_, 0)) => exited_ok = true,
             Ok(s) => {
-                let why = match s {
-                    WaitStatus::Exited(_, code) => format!("exited with code={code}"),
-                    WaitStatus::Signaled(_, sig, _) => {
-                        format!("was killed by signal {}", sig.as_str())
-                    }
-                    other => format!("ended with status {other:?}"),
-                };
-                report.error(&format!("({name}) - Parent {} {why}", launched.kind));
+                report.error(&format!(
+                    "({name}) - Parent {} {}",
+                    launched.kind,
+                    ended(&s)
+                ));
                 return launched.fail(&mut child, ReturnCode::ProgramFailedToLaunch);
             }
             Err(e) => {
@@ -185,22 +203,34 @@ pub fn launch(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> O
         // process, if it is there, must still be alive at the end of the window.
         std::thread::sleep(window.saturating_sub(started_at.elapsed()));
     }
-    let Some(found) = launched.find_program(matcher) else {
-        if exited_ok {
+    let found = match launched.find_program(matcher) {
+        Ok(found) => found,
+        Err(seen) => {
+            if exited_ok {
+                report.error(&format!(
+                    "({name}) - Parent {} exited with code=0",
+                    launched.kind
+                ));
+            }
+            let looked_for = if matcher.is_proctitle_re() {
+                // 1.5.13's words, which scripts may look for.
+                "program matching proctitle_re".to_owned()
+            } else {
+                format!("the program ({})", matcher.describe())
+            };
             report.error(&format!(
-                "({name}) - Parent {} exited with code=0",
-                launched.kind
+                "({name}) - Failed to find {looked_for} within success_seconds={:.1} seconds. Parent {} pid is: {}",
+                prog.success_seconds, launched.kind, launched.child_pid
             ));
+            for line in seen {
+                report.error(&format!("({name}) - {line}"));
+            }
+            report.debug(&format!("({name}) - looked for {}", matcher.describe()));
+            return launched.fail(&mut child, ReturnCode::ProgramFailedToLaunch);
         }
-        report.error(&format!(
-            "({name}) - Failed to find program matching proctitle_re within success_seconds={:.1} seconds. Parent {} pid is: {}",
-            prog.success_seconds, launched.kind, launched.child_pid
-        ));
-        report.debug(&format!("({name}) - looked for {}", matcher.describe()));
-        return launched.fail(&mut child, ReturnCode::ProgramFailedToLaunch);
     };
-    if prog.autopid {
-        if let Err(e) = crate::control::identify::write_pidfile(prog, &found) {
+    if found.pid != launched.child_pid {
+        if let Err(e) = identify::record_launch(prog, &found) {
             report.error(&format!(
                 "({name}) - Cannot write pidfile {}: {e}",
                 prog.pidfile.display()
@@ -219,6 +249,15 @@ pub fn launch(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> O
     }
 }
 
+/// How a process ended, in 1.5.13's words.
+fn ended(s: &WaitStatus) -> String {
+    match s {
+        WaitStatus::Exited(_, code) => format!("exited with code={code}"),
+        WaitStatus::Signaled(_, sig, _) => format!("was killed by signal {}", sig.as_str()),
+        other => format!("ended with status {other:?}"),
+    }
+}
+
 /// What a launch created, for finding the program in it or cleaning it up.
 struct Launched<'a> {
     prog: &'a ProgramConfig,
@@ -229,12 +268,10 @@ struct Launched<'a> {
     kind: &'static str,
     stderr_from: u64,
     report: &'a dyn Report,
-    /// Our descendants (pid, start ticks) from before the launch.
-    before: HashSet<(i32, u64)>,
+    /// We had no child when the launch began: every descendant of ours is the launch's.
+    exclusive: bool,
 }
 
-/// The processes in `all` that descend from the calling process, not looking below those for
-/// which `stop_at` says so.
 /// Whether this process has any child, from `/proc/self/task/*/children`; None when the
 /// kernel does not provide those files.
 fn has_children() -> Option<bool> {
@@ -247,77 +284,162 @@ fn has_children() -> Option<bool> {
     Some(false)
 }
 
-fn our_descendants(
-    all: &[ProcInfo],
-    stop_at: impl Fn(&ProcInfo) -> bool,
-) -> impl Iterator<Item = &ProcInfo> {
-    let mut tree: HashSet<i32> = HashSet::from([std::process::id() as i32]);
-    let mut expand: HashSet<i32> = tree.clone();
-    // Parents can have larger pids than their children (pid wrap): grow to a fixpoint.
+/// The pids of `tree` that a launch owns: `roots` and what descends from them, to a fixpoint
+/// (parents can have larger pids than their children after pid wrap).
+fn closure(tree: &[Node], roots: impl IntoIterator<Item = i32>) -> BTreeSet<i32> {
+    let mut owned: HashSet<i32> = roots.into_iter().collect();
     loop {
-        let size = tree.len();
-        for p in all {
-            if expand.contains(&p.ppid) && tree.insert(p.pid) && !stop_at(p) {
-                expand.insert(p.pid);
+        let size = owned.len();
+        for n in tree {
+            if owned.contains(&n.ppid) {
+                owned.insert(n.pid);
             }
         }
-        if tree.len() == size {
+        if owned.len() == size {
             break;
         }
     }
-    all.iter().filter(move |p| tree.contains(&p.pid))
+    owned.into_iter().collect()
 }
 
 impl Launched<'_> {
-    /// Every live process this launch started, lowest pid first: its session, and whatever
-    /// came back to us as orphans after the launch began.
-    fn processes(&self, matching: Option<&Matcher>) -> Vec<ProcInfo> {
-        let all = proc::user_processes(proc::my_uid());
-        // What our children from before the launch start later is theirs, not the launch's.
-        let old = |p: &ProcInfo| self.before.contains(&(p.pid, p.start_ticks));
-        let ours: HashSet<i32> = our_descendants(&all, old)
-            .filter(|p| !old(p))
-            .map(|p| p.pid)
-            .collect();
-        all.into_iter()
-            .filter(|p| p.session == self.child_pid || ours.contains(&p.pid))
-            .filter(|p| matching.is_none_or(|m| m.matches(p.pid, &p.cmdline)))
+    /// The pids of the launch (alive or zombie): the launched process, its session, what
+    /// descends from them, and — when we had no child before — every descendant of ours.
+    fn members(&self, tree: &[Node]) -> BTreeSet<i32> {
+        let me = std::process::id() as i32;
+        let roots = tree
+            .iter()
+            .filter(|n| {
+                n.pid == self.child_pid
+                    || n.session == self.child_pid
+                    || (self.exclusive && n.ppid == me)
+            })
+            .map(|n| n.pid);
+        let mut owned = closure(tree, roots);
+        owned.remove(&me);
+        owned
+    }
+
+    /// Every live process of the launch, whatever its uid, lowest pid first.
+    fn processes(&self) -> Vec<ProcInfo> {
+        let tree = proc::process_tree();
+        let members = self.members(&tree);
+        tree.iter()
+            .filter(|n| n.alive && members.contains(&n.pid))
+            .filter_map(|n| {
+                // The same process as in the tree, not a reuse of its pid since.
+                proc::read_proc(n.pid).filter(|p| p.start_ticks == n.start_ticks)
+            })
+            .filter(ProcInfo::is_alive)
             .collect()
     }
 
-    /// The program: the launched process itself when it matches (the common case), else the
-    /// oldest matching process the launch started (a shell's child, a daemon's).
-    fn find_program(&self, matcher: &Matcher) -> Option<ProcInfo> {
+    /// The program: the launched process when it matches (the common case), else the oldest
+    /// matching process of the launch (a shell's child, a daemon's), else the launched process
+    /// if it is still alive and the user's (a server that rewrote its title: usrsvc launched
+    /// it, and it is recorded as the program). Err: what was seen instead, for the message.
+    fn find_program(&self, matcher: &Matcher) -> Result<ProcInfo, Vec<String>> {
+        let me = proc::my_uid();
+        let is_ours = |p: &ProcInfo| p.is_alive() && p.belongs_to(me);
         // Right after exec the kernel has woken us before it set up the new argv, so an
         // empty cmdline of a live process means "not yet": look again, briefly.
+        let mut launched = proc::read_proc(self.child_pid);
         for _ in 0..100 {
-            match proc::read_proc(self.child_pid) {
-                Some(me) if me.is_alive() && me.cmdline.is_empty() => {
+            match &launched {
+                Some(p) if p.is_alive() && p.cmdline.is_empty() => {
                     std::thread::sleep(Duration::from_millis(1));
-                }
-                Some(me) if me.is_alive() && matcher.matches(me.pid, &me.cmdline) => {
-                    return Some(me);
+                    launched = proc::read_proc(self.child_pid);
                 }
                 _ => break,
             }
         }
+        if let Some(p) = launched
+            .as_ref()
+            .filter(|p| is_ours(p) && matcher.matches(p.pid, &p.cmdline))
+        {
+            return Ok(p.clone());
+        }
+        let all = self.processes();
         // The oldest match: a daemon's master rather than a worker it forked (whose pid may
         // be lower after pid wrap).
-        self.processes(Some(matcher))
-            .into_iter()
-            .min_by_key(|p| (p.start_ticks, p.pid))
+        let matching = all
+            .iter()
+            .filter(|p| is_ours(p) && matcher.matches(p.pid, &p.cmdline))
+            .filter(|p| !identify::never_the_program(p))
+            .min_by_key(|p| (p.start_ticks, p.pid));
+        if let Some(p) = matching {
+            return Ok(p.clone());
+        }
+        // The wrapping `/bin/sh -c` of `useshell` that is still the shell is not the program.
+        let wrapper = |p: &ProcInfo| self.prog.useshell && p.cmdline == program_argv(self.prog);
+        if let Some(p) = launched.filter(|p| is_ours(p) && !wrapper(p)) {
+            return Ok(p);
+        }
+        Err(self.seen(&all, matcher))
     }
 
-    /// Kills everything the launch started, shows the program's last stderr lines, and
-    /// returns `code`. Rounds repeat while processes remain: one may fork between the scan
-    /// and the signal.
+    /// What the launch left running and why none of it is the program, and how the processes
+    /// of the launch that have exited ended (they are our children: we are their subreaper).
+    fn seen(&self, all: &[ProcInfo], matcher: &Matcher) -> Vec<String> {
+        const MAX: usize = 5;
+        let me = proc::my_uid();
+        let mut lines: Vec<String> = all
+            .iter()
+            .take(MAX)
+            .map(|p| {
+                let why = if !p.belongs_to(me) {
+                    format!("it belongs to {}, not to uid {me}", p.owner_text())
+                } else if p.pid == self.child_pid {
+                    "it is the shell that runs the command".to_owned()
+                } else {
+                    format!("it does not match {}", matcher.describe())
+                };
+                format!(
+                    "Running: pid {} ({}), not the program: {why}",
+                    p.pid,
+                    p.cmdline_string()
+                )
+            })
+            .collect();
+        if all.len() > MAX {
+            lines.push(format!("… and {} more process(es)", all.len() - MAX));
+        }
+        let tree = proc::process_tree();
+        let me_pid = std::process::id() as i32;
+        let exited: Vec<i32> = self
+            .members(&tree)
+            .into_iter()
+            .filter(|pid| *pid != self.child_pid)
+            .filter(|pid| {
+                tree.iter()
+                    .any(|n| n.pid == *pid && !n.alive && n.ppid == me_pid)
+            })
+            .collect();
+        for pid in exited {
+            let status = waitid(
+                Id::Pid(nix::unistd::Pid::from_raw(pid)),
+                WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG,
+            );
+            if let Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) = status {
+                lines.push(format!("Process {pid} it started {}", ended(&s)));
+            }
+        }
+        if all.is_empty() {
+            lines.push("Nothing it started is still running.".to_owned());
+        }
+        lines
+    }
+
+    /// Kills everything the launch started that we may signal, forgets the launch's pidfile,
+    /// shows the program's last stderr lines, and returns `code`. Rounds repeat while
+    /// processes remain: one may fork between the scan and the signal.
     fn fail(&self, child: &mut Child, code: ReturnCode) -> Outcome {
         let mut grace = seconds(self.prog.term_to_kill_seconds);
         for round in 0..=CLEANUP_ROUNDS {
             let left: Vec<Pidfd> = self
-                .processes(None)
+                .processes()
                 .iter()
-                .filter_map(|p| Pidfd::open_verified(p).ok().flatten())
+                .filter_map(|p| Pidfd::open_launched(p).ok().flatten())
                 .collect();
             if left.is_empty() {
                 break;
@@ -343,6 +465,13 @@ impl Launched<'_> {
             terminate_all(&left, grace);
             // Latecomers get no second grace period.
             grace = Duration::ZERO;
+        }
+        if let Err(e) = identify::forget_launch(self.prog) {
+            self.report.error(&format!(
+                "({}) Unable to remove pidfile {}: {e}",
+                self.prog.name,
+                self.prog.pidfile.display()
+            ));
         }
         let _ = child.kill();
         let _ = child.wait();

@@ -151,7 +151,8 @@ pub fn running() -> Option<ProcInfo> {
     let pid: i32 = words.next()?.parse().ok()?;
     let ticks: u64 = words.next()?.parse().ok()?;
     let info = proc::read_proc(pid)?;
-    (info.uid == proc::my_uid() && info.start_ticks == ticks && info.is_alive()).then_some(info)
+    (info.belongs_to(proc::my_uid()) && info.start_ticks == ticks && info.is_alive())
+        .then_some(info)
 }
 
 /// Asks the running daemon, if any, to look again at the programs it does not see running

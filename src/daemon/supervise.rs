@@ -1161,7 +1161,10 @@ impl Daemon {
             if !info.is_alive() {
                 continue;
             }
-            if info.uid == me && matcher.matches(pid, &info.cmdline) {
+            if info.belongs_to(me)
+                && matcher.matches(pid, &info.cmdline)
+                && !identify::never_the_program(&info)
+            {
                 return Descendants::Copy(info);
             }
             // Something else: perhaps the copy between fork and exec (`setsid`, a shell);

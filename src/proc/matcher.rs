@@ -71,6 +71,11 @@ impl Matcher {
         }
     }
 
+    /// Whether this is the user's `proctitle_re` (not the default matcher).
+    pub fn is_proctitle_re(&self) -> bool {
+        matches!(self, Matcher::Regex { .. })
+    }
+
     /// What the matcher looks for, for messages.
     pub fn describe(&self) -> String {
         match self {

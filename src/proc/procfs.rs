@@ -44,8 +44,11 @@ impl ProcState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcInfo {
     pub pid: i32,
-    /// Owner of `/proc/PID` (the effective uid of a dumpable process).
+    /// The effective uid (`Uid:` of `/proc/PID/status`).
     pub uid: u32,
+    /// Real, effective and saved uid. A process is a user's only when all three are theirs: a
+    /// set-uid binary run by another user has that user's real uid, whatever its effective one.
+    pub uids: [u32; 3],
     pub ppid: i32,
     pub pgrp: i32,
     pub session: i32,
@@ -60,6 +63,21 @@ pub struct ProcInfo {
 impl ProcInfo {
     pub fn is_alive(&self) -> bool {
         self.state.is_alive()
+    }
+
+    /// Whether the process is `uid`'s: real, effective and saved uid all `uid`.
+    pub fn belongs_to(&self, uid: u32) -> bool {
+        self.uids.iter().all(|u| *u == uid)
+    }
+
+    /// Says whose the process is when it is not wholly one user's.
+    pub fn owner_text(&self) -> String {
+        let [r, e, s] = self.uids;
+        if r == e && e == s {
+            format!("uid {r}")
+        } else {
+            format!("real uid {r}, effective uid {e}, saved uid {s}")
+        }
     }
 
     /// The cmdline as usrsvc 1.5.13 matched `proctitle_re` against: arguments joined by spaces.
@@ -162,7 +180,37 @@ fn parse_stat(raw: &[u8]) -> Option<Stat> {
     })
 }
 
-fn read_with(dir: impl AsFd + Copy, pid: i32, uid: u32, buf: &mut Vec<u8>) -> Option<ProcInfo> {
+/// What `/proc/PID/status` says that `stat` does not: the thread group and the three uids.
+struct Status {
+    tgid: i32,
+    uids: [u32; 3],
+}
+
+fn parse_status(raw: &[u8]) -> Option<Status> {
+    let text = String::from_utf8_lossy(raw);
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    let tgid = field("Tgid")?.parse().ok()?;
+    let mut ids = field("Uid")?
+        .split_ascii_whitespace()
+        .map(str::parse::<u32>);
+    let mut next = || ids.next()?.ok();
+    let uids = [next()?, next()?, next()?];
+    Some(Status { tgid, uids })
+}
+
+/// Reads one process. `/proc/TID` of a thread that is not its group's leader exists too (it
+/// is only not listed): such a pid is no process (no pidfd can be had for it, and signalling
+/// it would reach the whole group), so it reads as None.
+fn read_with(dir: impl AsFd + Copy, pid: i32, buf: &mut Vec<u8>) -> Option<ProcInfo> {
+    read_at(dir, &format!("{pid}/status"), buf).ok()?;
+    let status = parse_status(buf)?;
+    if status.tgid != pid {
+        return None;
+    }
     read_at(dir, &format!("{pid}/stat"), buf).ok()?;
     let stat = parse_stat(buf)?;
     let cmdline = if stat.state.is_alive() {
@@ -173,7 +221,8 @@ fn read_with(dir: impl AsFd + Copy, pid: i32, uid: u32, buf: &mut Vec<u8>) -> Op
     };
     Some(ProcInfo {
         pid,
-        uid,
+        uid: status.uids[1],
+        uids: status.uids,
         ppid: stat.ppid,
         pgrp: stat.pgrp,
         session: stat.session,
@@ -190,10 +239,51 @@ pub fn read_proc(pid: i32) -> Option<ProcInfo> {
         return None;
     }
     let dir = open_proc().ok()?;
-    let uid = rustix::fs::statat(&dir, format!("{pid}"), AtFlags::empty())
-        .ok()?
-        .st_uid;
-    read_with(&dir, pid, uid, &mut Vec::with_capacity(512))
+    read_with(&dir, pid, &mut Vec::with_capacity(512))
+}
+
+/// Whether this process may signal `info` (kill(2)'s rule: CAP_KILL — root here —, or our
+/// real or effective uid is its real or saved uid).
+pub fn may_signal(info: &ProcInfo) -> bool {
+    let real = rustix::process::getuid().as_raw();
+    let effective = rustix::process::geteuid().as_raw();
+    let [target_real, _, target_saved] = info.uids;
+    effective == 0
+        || [real, effective]
+            .iter()
+            .any(|u| *u == target_real || *u == target_saved)
+}
+
+/// One line of the process tree: enough to tell which processes a launch made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Node {
+    pub pid: i32,
+    pub ppid: i32,
+    pub session: i32,
+    pub start_ticks: u64,
+    pub alive: bool,
+}
+
+/// Every process of every user, from its `stat` only (no cmdline, no status: cheap).
+pub fn process_tree() -> Vec<Node> {
+    let Ok(dir) = open_proc() else {
+        return Vec::new();
+    };
+    let mut buf = Vec::with_capacity(512);
+    list_pids()
+        .into_iter()
+        .filter_map(|pid| {
+            read_at(&dir, &format!("{pid}/stat"), &mut buf).ok()?;
+            let st = parse_stat(&buf)?;
+            Some(Node {
+                pid,
+                ppid: st.ppid,
+                session: st.session,
+                start_ticks: st.start_ticks,
+                alive: st.state.is_alive(),
+            })
+        })
+        .collect()
 }
 
 /// Whether `pid` runs usrsvc itself (this binary, any `usrsvc`/`usrsvcd`, or the Python
@@ -257,8 +347,9 @@ pub fn list_pids() -> Vec<i32> {
     pids
 }
 
-/// Live processes owned by `uid`, except the calling process, for which `keep(pid, cmdline)`
-/// says yes. Other users' processes are skipped on the owner of their `/proc` entry, before
+/// Live processes of `uid` (real, effective and saved uid), except the calling process, for
+/// which `keep(pid, cmdline)` says yes. Other users' processes are skipped on the owner of their
+/// `/proc` entry (the effective uid of a dumpable process, else root), before
 /// anything of theirs is read; for ours the cmdline is read first and the stat only for those
 /// kept, so a scan for one program reads one small file per process of the user.
 pub fn scan_user(uid: u32, mut keep: impl FnMut(i32, &[String]) -> bool) -> Vec<ProcInfo> {
@@ -285,33 +376,13 @@ pub fn scan_user(uid: u32, mut keep: impl FnMut(i32, &[String]) -> bool) -> Vec<
         if cmdline.is_empty() || !keep(pid, &cmdline) {
             continue;
         }
-        if let Some(info) = read_with(&dir, pid, uid, &mut buf) {
-            if info.is_alive() {
+        if let Some(info) = read_with(&dir, pid, &mut buf) {
+            if info.is_alive() && info.belongs_to(uid) {
                 found.push(info);
             }
         }
     }
     found
-}
-
-/// Every live process owned by `uid` except the calling one, whatever its cmdline (an empty
-/// cmdline, which `scan_user` skips, can be a process that blanked its title).
-pub fn user_processes(uid: u32) -> Vec<ProcInfo> {
-    let Ok(dir) = open_proc() else {
-        return Vec::new();
-    };
-    let me = rustix::process::getpid().as_raw_nonzero().get();
-    let mut buf = Vec::with_capacity(512);
-    list_pids()
-        .into_iter()
-        .filter(|pid| *pid != me)
-        .filter(|pid| {
-            rustix::fs::statat(&dir, pid.to_string().as_str(), AtFlags::empty())
-                .is_ok_and(|st| st.st_uid == uid)
-        })
-        .filter_map(|pid| read_with(&dir, pid, uid, &mut buf))
-        .filter(ProcInfo::is_alive)
-        .collect()
 }
 
 #[cfg(test)]
@@ -341,6 +412,41 @@ mod tests {
         assert_eq!(st.rss_pages, 77);
         assert!(parse_stat(b"garbage").is_none());
         assert!(parse_stat(b"1 (x) Z").is_none());
+    }
+
+    #[test]
+    fn status_gives_the_thread_group_and_all_three_uids() {
+        let st =
+            parse_status(b"Name:\tx\nTgid:\t42\nPid:\t43\nUid:\t65534\t0\t0\t0\n").expect("parses");
+        assert_eq!(st.tgid, 42);
+        assert_eq!(st.uids, [65534, 0, 0]);
+        assert!(parse_status(b"Tgid:\t42\nUid:\t1\t2\n").is_none());
+        assert!(parse_status(b"garbage").is_none());
+    }
+
+    #[test]
+    fn a_thread_id_is_no_process() {
+        let me = std::process::id() as i32;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            // `/proc/thread-self` is `PID/task/TID`.
+            let link = std::fs::read_link("/proc/thread-self").expect("thread-self");
+            let tid: i32 = link
+                .file_name()
+                .and_then(|n| n.to_str()?.parse().ok())
+                .expect("tid");
+            tx.send(tid).expect("send");
+            let _ = done_rx.recv();
+        });
+        let tid = rx.recv().expect("tid");
+        assert_ne!(tid, me);
+        assert!(std::path::Path::new(&format!("/proc/{tid}/stat")).exists());
+        assert_eq!(read_proc(tid), None, "tid {tid} of {me}");
+        let info = read_proc(me).expect("self");
+        assert!(info.belongs_to(my_uid()));
+        drop(done_tx);
+        t.join().expect("join");
     }
 
     #[test]
