@@ -57,6 +57,14 @@ fn read_record(prog: &ProgramConfig) -> Option<Recorded> {
     (words.next()? == boot_id()).then_some(Recorded { pid, start_ticks })
 }
 
+/// The start time (clock ticks since this boot) usrsvc recorded for `pid` as the program's
+/// process, if it did.
+pub fn recorded_start(prog: &ProgramConfig, pid: i32) -> Option<u64> {
+    read_record(prog)
+        .filter(|r| r.pid == pid)
+        .map(|r| r.start_ticks)
+}
+
 /// Writes the pidfile of `info` and records its start time.
 pub fn write_pidfile(prog: &ProgramConfig, info: &ProcInfo) -> std::io::Result<()> {
     proc::write_pidfile(&prog.pidfile, info.pid)?;
