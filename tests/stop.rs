@@ -314,3 +314,40 @@ fn after_kill_9_of_the_main_process_the_daemon_restart_stops_what_holds_its_port
     assert_eq!(rec["old_pid"], main, "{rec}");
     assert_eq!(rec["trigger"], "crash", "{rec}");
 }
+
+#[test]
+fn a_left_over_process_that_is_the_program_is_adopted_not_stopped() {
+    if !have_perl() {
+        return;
+    }
+    let t = Env::new();
+    // The parent and its forked copy have the same command line: the copy is the program once
+    // the parent is gone (a hand-over, as in a server's binary upgrade).
+    let cmd = format!(
+        "perl -e 'fork or do {{ sleep 1 while 1 }}; sleep 1 while 1' {}",
+        t.marker
+    );
+    t.programs(&[t.program("copy", &cmd, "")]);
+    t.run(&["start", "copy"]).expect_code(0);
+    let main = t.pid_of("copy").expect("pid");
+    let mut copy = 0;
+    assert!(wait_for(LONG, || {
+        copy = common::pids_matching(&cmd.replace('\'', ""))
+            .into_iter()
+            .find(|p| *p != main)
+            .unwrap_or(0);
+        copy != 0
+    }));
+    kill9(main);
+    let r = t.run(&["start", "copy"]);
+    r.expect_code(0);
+    assert!(
+        r.stdout()
+            .contains(&format!("pid {copy} of its session is the program")),
+        "{}",
+        r.all()
+    );
+    assert!(alive(copy), "the copy was stopped");
+    assert_eq!(t.pid_of("copy"), Some(copy), "{}", r.all());
+    assert!(audit(&t).iter().all(|r| r["action"] != "cleanup"));
+}

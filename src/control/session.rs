@@ -222,3 +222,82 @@ fn wait_all(fds: &[Pidfd], deadline: Option<Instant>) -> bool {
     fds.iter()
         .all(|p| p.wait_exit(deadline.map(|d| d.saturating_duration_since(Instant::now()))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    fn info(pid: i32, pgrp: i32, session: i32) -> ProcInfo {
+        ProcInfo {
+            pid,
+            uid: 0,
+            ppid: 1,
+            pgrp,
+            session,
+            state: proc::ProcState::Sleeping,
+            start_ticks: 0,
+            rss_pages: 0,
+            cmdline: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_scope_is_the_session_a_group_or_nothing() {
+        assert_eq!(Scope::of(&info(10, 10, 10)), Scope::Session(10));
+        // Adopted, not a session leader: its group when it leads one.
+        assert_eq!(Scope::of(&info(10, 10, 3)), Scope::Group(10));
+        assert_eq!(Scope::of(&info(10, 4, 3)), Scope::Alone);
+        assert!(Scope::Session(10).holds(&info(11, 11, 10)));
+        assert!(!Scope::Session(10).holds(&info(11, 10, 12)));
+        assert!(Scope::Group(10).holds(&info(11, 10, 12)));
+        assert!(!Scope::Alone.holds(&info(10, 10, 10)));
+    }
+
+    #[test]
+    fn every_uid_must_be_the_users() {
+        let me = std::process::id() as i32;
+        assert!(all_uids_are(me, proc::my_uid()));
+        assert!(!all_uids_are(me, proc::my_uid().wrapping_add(1)));
+        assert!(!all_uids_are(-1, proc::my_uid()));
+    }
+
+    /// A session leader with a child; both are stopped, and the count says one member.
+    #[test]
+    fn stop_all_reaches_the_session_and_waits_for_it() {
+        let mut leader = std::process::Command::new("sh");
+        leader.args(["-c", "sleep 30.75 & wait"]);
+        // SAFETY: setsid is async-signal-safe.
+        unsafe {
+            leader.pre_exec(|| {
+                nix::unistd::setsid().map_err(std::io::Error::from)?;
+                Ok(())
+            });
+        }
+        let mut child = leader.spawn().expect("spawn");
+        let pid = child.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let m = loop {
+            let m = Members::new(Scope::Session(pid), 0);
+            if !m.scan(&[]).is_empty() || Instant::now() > deadline {
+                break m;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let kids = m.scan(&[]);
+        assert_eq!(kids.len(), 1, "{kids:?}");
+        let main_info = proc::read_proc(pid).expect("leader");
+        let main = Pidfd::open_verified(&main_info).expect("pidfd");
+        let how = HowToStop {
+            signal: Signal::TERM,
+            grace: Duration::from_secs(20),
+        };
+        let stopped = stop_all(main, &m, how);
+        assert_eq!(stopped.ending, Ending::Terminated);
+        assert_eq!(stopped.members, 1);
+        assert!(proc::read_proc(kids[0].pid).is_none_or(|p| !p.is_alive()));
+        let _ = child.wait();
+        // Nothing left: nothing done.
+        assert_eq!(stop_all(None, &m, how).ending, Ending::NoAction);
+    }
+}
