@@ -351,3 +351,33 @@ fn a_left_over_process_that_is_the_program_is_adopted_not_stopped() {
     assert_eq!(t.pid_of("copy"), Some(copy), "{}", r.all());
     assert!(audit(&t).iter().all(|r| r["action"] != "cleanup"));
 }
+
+#[test]
+fn after_kill_9_of_the_main_process_stop_still_reaches_its_children() {
+    let t = Env::new();
+    let (cmd, a, b) = family(&t, "orphans", "");
+    t.programs(&[t.program("orphans", &cmd, "")]);
+    t.run(&["start", "orphans"]).expect_code(0);
+    let main = t.pid_of("orphans").expect("pid");
+    let kids = [wait_pids(&a, 1)[0], wait_pids(&b, 1)[0]];
+    kill9(main);
+    let r = t.run(&["stop", "orphans"]);
+    r.expect_code(0);
+    assert!(
+        r.stderr().contains(&format!(
+            "pid {main} of the pidfile is gone, but 2 process(es)"
+        )),
+        "{}",
+        r.all()
+    );
+    for k in kids {
+        assert!(!alive(k), "child {k} survived the stop");
+    }
+    let rec = last(&t, "cleanup");
+    assert_eq!(
+        (&rec["old_pid"], &rec["result"]),
+        (&main.into(), &"ok".into()),
+        "{rec}"
+    );
+    assert_eq!(last(&t, "stop")["result"], "not running");
+}

@@ -257,9 +257,10 @@ pub fn run_as(
             };
         }
     }
-    if matches!(action, Action::Start | Action::Restart) {
+    if action != Action::Status {
         // A main process that died may have left its session behind (a server's workers,
-        // holding its port): stopped first, or the new start fails on them.
+        // holding its port): stopped first, or a new start fails on them (and a stop would
+        // leave them running).
         if let Some(left) = stop::stop_leftovers(prog, &matcher, report) {
             let old = Some(left.pid);
             audit::record(

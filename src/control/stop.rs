@@ -5,7 +5,7 @@
 //! main process only, never woke a stopped one, and did not wait after SIGKILL: `restart`
 //! could adopt the dying process, and children kept ports and files).
 //!
-//! Also the clean-up before a start: when the pidfile names a main process that died, what
+//! Also the clean-up before a start or a stop: when the pidfile names a main process that died, what
 //! is left of its session (the workers of a server whose master was killed, holding its
 //! listening socket) is stopped the same way, so that the new start can bind its port.
 
@@ -148,7 +148,7 @@ impl Leftovers {
     }
 }
 
-/// Before a start (with `stop_group`): when the pidfile names a process that is gone, stops
+/// Before a start or stop (with `stop_group`): when the pidfile names a process that is gone, stops
 /// what is left of the session it led — the user's processes whose session id is that pid
 /// and that started no earlier than it (when that is known). None when there is nothing to
 /// do. A member that is itself the program (a copy the dead process handed over to, as in a
@@ -200,7 +200,7 @@ pub fn stop_leftovers(
     }
     let pids: Vec<String> = found.iter().map(|p| p.pid.to_string()).collect();
     report.error(&format!(
-        "({name}) - pid {pid} of the pidfile is gone, but {} process(es) of its session remain: {}. Stopping them before the start.",
+        "({name}) - pid {pid} of the pidfile is gone, but {} process(es) of its session remain: {}. Stopping them.",
         found.len(),
         pids.join(", ")
     ));
