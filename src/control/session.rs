@@ -187,7 +187,7 @@ pub fn stop_all(main: Option<Pidfd>, members: &Members, how: HowToStop) -> Stopp
     }
     let mut killed = false;
     let deadline = Instant::now().checked_add(AFTER_KILL);
-    for _ in 0..=KILL_ROUNDS {
+    for round in 0..=KILL_ROUNDS {
         fds.retain(|p| !p.has_exited());
         let known: Vec<i32> = fds.iter().map(|p| p.pid).collect();
         let mut new = members.open(&members.scan(&known));
@@ -203,6 +203,9 @@ pub fn stop_all(main: Option<Pidfd>, members: &Members, how: HowToStop) -> Stopp
                 ending,
                 members: reached,
             };
+        }
+        if round == KILL_ROUNDS {
+            break;
         }
         for p in &fds {
             killed |= p.signal(Signal::KILL).is_ok();
