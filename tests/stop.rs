@@ -266,6 +266,15 @@ fn after_kill_9_of_the_main_process_start_stops_what_holds_its_port() {
     let (old, port) = listener(&t, "srv", 0);
     kill9(main);
     assert!(alive(old), "the listener went with its parent");
+    // status says so, and keeps the pidfile that leads to the listener.
+    let r = t.run(&["status", "srv"]);
+    r.expect_code(1);
+    assert!(
+        r.stderr().contains(&format!("pid {main} of the pidfile")),
+        "{}",
+        r.all()
+    );
+    assert_eq!(t.pid_of("srv"), Some(main));
 
     let r = t.run(&["start", "srv"]);
     r.expect_code(0);

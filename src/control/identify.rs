@@ -177,6 +177,14 @@ pub fn find_running(
                 remove_stale(prog, report);
             }
         }
+        // What the dead process left of its session is found through its pid: keep it.
+        PidfileCheck::Dead(pid) if crate::control::stop::has_leftovers(prog, matcher, pid) => {
+            report.error(&format!(
+                "({}) - pid {pid} of the pidfile {} is gone, but processes of its session remain; the pidfile is kept so that start or stop can stop them.",
+                prog.name,
+                prog.pidfile.display()
+            ));
+        }
         // With `autopid = false` the program owns its pidfile (and may be writing it right
         // now): leave it alone.
         PidfileCheck::Dead(pid) if repair && prog.autopid => {

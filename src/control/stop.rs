@@ -148,16 +148,11 @@ impl Leftovers {
     }
 }
 
-/// Before a start or stop (with `stop_group`): when the pidfile names a process that is gone, stops
-/// what is left of the session it led — the user's processes whose session id is that pid
-/// and that started no earlier than it (when that is known). None when there is nothing to
-/// do. A member that is itself the program (a copy the dead process handed over to, as in a
-/// binary upgrade) is left alone for the start to adopt. The caller holds the lock.
-pub fn stop_leftovers(
-    prog: &ProgramConfig,
-    matcher: &Matcher,
-    report: &dyn Report,
-) -> Option<Leftovers> {
+/// What a dead main process left of its session (with `stop_group`): when the pidfile names
+/// a process that is gone, the user's processes whose session id is that pid and that started
+/// no earlier than it (when that is known). Returns the pid, the rule and what it found now;
+/// None when there is nothing.
+fn find_leftovers(prog: &ProgramConfig) -> Option<(i32, Members, Vec<ProcInfo>)> {
     if !prog.stop_group {
         return None;
     }
@@ -187,9 +182,27 @@ pub fn stop_leftovers(
     };
     let members = Members::new(Scope::Session(pid), since);
     let found = members.scan(&[]);
-    if found.is_empty() {
-        return None;
-    }
+    (!found.is_empty()).then_some((pid, members, found))
+}
+
+/// Whether the pidfile's dead `pid` left processes of its session that are not the program:
+/// then the pidfile is kept for `start` or `stop` to find them.
+pub fn has_leftovers(prog: &ProgramConfig, matcher: &Matcher, pid: i32) -> bool {
+    find_leftovers(prog).is_some_and(|(p, _, found)| {
+        p == pid && !found.iter().any(|f| matcher.matches(f.pid, &f.cmdline))
+    })
+}
+
+/// Before a start or stop (with `stop_group`): stops what the pidfile's dead main process left
+/// of its session (`find_leftovers`). None when there is nothing to do. A member that is
+/// itself the program (a copy the dead process handed over to, as in a binary upgrade) is left
+/// alone for the start to adopt. The caller holds the lock.
+pub fn stop_leftovers(
+    prog: &ProgramConfig,
+    matcher: &Matcher,
+    report: &dyn Report,
+) -> Option<Leftovers> {
+    let (pid, members, found) = find_leftovers(prog)?;
     let name = &prog.name;
     if let Some(p) = found.iter().find(|p| matcher.matches(p.pid, &p.cmdline)) {
         report.info(&format!(
