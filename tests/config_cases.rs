@@ -928,6 +928,11 @@ fn the_rolling_group_example_inherits_its_health_check() {
         );
         assert_eq!(p.health_checks[0].failures, 4);
         assert_eq!(p.term_to_kill_seconds, 20.0);
+        assert_eq!(
+            (p.stop_signal, p.stop_group),
+            (3, true),
+            "SIGQUIT, inherited"
+        );
     }
 }
 

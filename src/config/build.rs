@@ -72,7 +72,7 @@ const MAIN_KEYS: [&str; 15] = [
 ];
 
 /// Keys of a program, canonical spellings.
-const PROGRAM_KEYS: [&str; 27] = [
+const PROGRAM_KEYS: [&str; 29] = [
     "command",
     "pidfile",
     "autostart",
@@ -102,6 +102,9 @@ const PROGRAM_KEYS: [&str; 27] = [
     "restart_at",
     "restart_jitter",
     "restart_windows",
+    // New in 2.0: what `stop` signals, and how.
+    "stop_group",
+    "stop_signal",
 ];
 
 /// Keys of a `[[HealthCheck:NAME]]` (new in 2.0).
@@ -489,6 +492,31 @@ impl<'a> Builder<'a> {
     }
 
     /// As `int_seconds`, for the keys 1.5.13 read as floating-point seconds.
+    /// `stop_signal`: a signal name or number as `usrsvc signal` takes it (SIGTERM when
+    /// absent). SIGSTOP and SIGCONT stop nothing and are refused.
+    fn stop_signal(&mut self, values: &Values<'_, 'a>, scope: &Scope) -> i32 {
+        use rustix::process::Signal;
+        let term = Signal::TERM.as_raw();
+        let Some(Some((v, origin, key))) = self.scalar(values, "stop_signal", scope, "") else {
+            return term;
+        };
+        match crate::control::parse_signal(&v) {
+            Some(s) if s != Signal::STOP && s != Signal::CONT => s.as_raw(),
+            _ => {
+                self.error(
+                    Kind::InvalidSignal,
+                    scope,
+                    Some(&origin),
+                    Some(&key),
+                    format!(
+                        "Invalid value for config parameter {key}: {v:?} is not a signal that stops a program (a name such as TERM, QUIT, INT, HUP, USR1, or a number)"
+                    ),
+                );
+                term
+            }
+        }
+    }
+
     fn float_seconds(
         &mut self,
         values: &Values<'_, 'a>,
@@ -1111,6 +1139,8 @@ impl<'a> Builder<'a> {
         let term_to_kill_seconds =
             self.float_seconds(&values, "term_to_kill_seconds", 8.0, scope, "");
         let inherit_env = self.boolean(&values, "inherit_env", true, scope);
+        let stop_group = self.boolean(&values, "stop_group", true, scope);
+        let stop_signal = self.stop_signal(&values, scope);
         let restart_delay_max = self.int_seconds(&values, "restart_delay_max", 300, scope, "");
         if restart_delay_max < restart_delay {
             if let Some(Some((_, origin, key))) =
@@ -1282,6 +1312,8 @@ impl<'a> Builder<'a> {
             useshell,
             scan_for_process,
             term_to_kill_seconds,
+            stop_group,
+            stop_signal,
             inherit_env,
             defaults,
             env,
@@ -1999,6 +2031,37 @@ mod tests {
         assert_eq!((p.restart_delay, p.restart_delay_max), (400, 400));
         assert_eq!((p.stable_seconds, p.email_interval), (1.5, 0));
         assert_eq!(p.monitoring.check_interval, 0.5);
+    }
+
+    #[test]
+    fn stop_keys_new_in_2_0() {
+        let p = ok(&[main_with(PROG)]).programs.remove(0);
+        assert!(p.stop_group);
+        assert_eq!(p.stop_signal, rustix::process::Signal::TERM.as_raw());
+        for (text, sig) in [
+            ("QUIT", rustix::process::Signal::QUIT),
+            ("sigint", rustix::process::Signal::INT),
+            (" HUP ", rustix::process::Signal::HUP),
+            ("10", rustix::process::Signal::USR1),
+        ] {
+            let c = ok(&[main_with(&format!(
+                "{PROG}stop_signal = {text}\nstop_group = false\n"
+            ))]);
+            assert_eq!(c.programs[0].stop_signal, sig.as_raw(), "{text}");
+            assert!(!c.programs[0].stop_group);
+        }
+        for bad in ["TERMINATE", "STOP", "cont", "0", "999", "-15"] {
+            let e = errors(&[main_with(&format!("{PROG}stop_signal = {bad}\n"))]);
+            assert_eq!(e.len(), 1, "{bad}: {e:?}");
+            assert_eq!(
+                (e[0].kind, e[0].line),
+                (Kind::InvalidSignal, Some(6)),
+                "{bad}"
+            );
+            assert_eq!(e[0].key.as_deref(), Some("stop_signal"));
+        }
+        let e = errors(&[main_with(&format!("{PROG}stop_group = maybe\n"))]);
+        assert_eq!((e[0].kind, e[0].line), (Kind::InvalidBool, Some(6)));
     }
 
     #[test]

@@ -110,6 +110,8 @@ pub enum ConfigErrorKind {
     /// New in 2.0: a group that is defined twice, has no name, clashes with a program or
     /// `all`, names a program that does not exist, or has a bad `sequence` or `min_ok`.
     InvalidGroup,
+    /// New in 2.0: a `stop_signal` that is not a signal name or number, or SIGSTOP/SIGCONT.
+    InvalidSignal,
 }
 
 /// One problem in the configuration.

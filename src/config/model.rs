@@ -121,6 +121,11 @@ pub struct ProgramConfig {
     pub useshell: bool,
     pub scan_for_process: bool,
     pub term_to_kill_seconds: f64,
+    /// New in 2.0: `stop` (and the clean-up after the main process died) reaches the
+    /// program's whole session, or process group, not only its main process (true).
+    pub stop_group: bool,
+    /// New in 2.0: the signal `stop` sends first, as a raw signal number (SIGTERM).
+    pub stop_signal: i32,
     pub inherit_env: bool,
     pub defaults: Option<String>,
     /// `[[Env]]` in file order (inherited keys first, as the original's merge orders them).

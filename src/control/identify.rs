@@ -90,6 +90,14 @@ fn read_record(prog: &ProgramConfig) -> Option<Recorded> {
     parse_record(&text, &boot_id())
 }
 
+/// The start time (clock ticks since this boot) usrsvc recorded for `pid` as the program's
+/// process, if it did.
+pub fn recorded_start(prog: &ProgramConfig, pid: i32) -> Option<u64> {
+    read_record(prog)
+        .filter(|r| r.pid == pid)
+        .map(|r| r.start_ticks)
+}
+
 fn write_record(prog: &ProgramConfig, info: &ProcInfo, how: How) {
     if let Some(path) = record_path(prog) {
         let word = match how {
@@ -282,6 +290,14 @@ pub fn find_running(
             if repair {
                 remove_stale(prog, report);
             }
+        }
+        // What the dead process left of its session is found through its pid: keep it.
+        PidfileCheck::Dead(pid) if crate::control::stop::has_leftovers(prog, matcher, pid) => {
+            report.error(&format!(
+                "({}) - pid {pid} of the pidfile {} is gone, but processes of its session remain; the pidfile is kept so that start or stop can stop them.",
+                prog.name,
+                prog.pidfile.display()
+            ));
         }
         // With `autopid = false` the program owns its pidfile (and may be writing it right
         // now): leave it alone.

@@ -9,6 +9,7 @@ pub mod hold;
 pub mod identify;
 pub mod lock;
 pub mod report;
+pub mod session;
 pub mod signal;
 pub(crate) mod spawn;
 pub mod start;
@@ -257,6 +258,24 @@ pub fn run_as(
             };
         }
     }
+    if action != Action::Status {
+        // A main process that died may have left its session behind (a server's workers,
+        // holding its port): stopped first, or a new start fails on them (and a stop would
+        // leave them running).
+        if let Some(left) = stop::stop_leftovers(prog, &matcher, report) {
+            let old = Some(left.pid);
+            audit::record(
+                config,
+                name,
+                "cleanup",
+                req,
+                left.result(),
+                old,
+                None,
+                report,
+            );
+        }
+    }
     let outcome = match action {
         Action::Start => {
             let (outcome, fresh) = start::start_fresh(prog, &matcher, report);
@@ -271,17 +290,22 @@ pub fn run_as(
             outcome
         }
         Action::Stop => {
-            let (code, old) = stop::stop_found(prog, &matcher, report);
-            let result = match (code.is_success(), old) {
-                (true, Some(_)) => "ok",
-                (true, None) => "not running",
-                (false, _) => "failed",
-            };
-            audit::record(config, name, "stop", req, result, old, None, report);
-            Outcome::no_process(code)
+            let stopped = stop::stop_found(prog, &matcher, report);
+            let old = stopped.old;
+            audit::record(
+                config,
+                name,
+                "stop",
+                req,
+                stopped.result(),
+                old,
+                None,
+                report,
+            );
+            Outcome::no_process(stopped.code)
         }
         Action::Restart => {
-            let (_, old) = stop::stop_found(prog, &matcher, report);
+            let old = stop::stop_found(prog, &matcher, report).old;
             let outcome = start::start(prog, &matcher, report);
             let result = if outcome.code.is_success() {
                 "ok"

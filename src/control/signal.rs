@@ -117,7 +117,7 @@ pub const AFTER_KILL: Duration = Duration::from_secs(30);
 /// How a termination ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ending {
-    /// Exited within the grace period after SIGTERM.
+    /// Exited within the grace period after the stop signal.
     Terminated,
     /// Needed SIGKILL.
     Killed,
@@ -135,33 +135,6 @@ impl Ending {
             Ending::NoAction => "no action",
             Ending::Stuck => "still running after SIGKILL",
         }
-    }
-}
-
-/// SIGTERM, up to `grace` for the exit, then SIGKILL, then wait until the process is gone.
-/// `grace` zero sends SIGKILL at once (1.5.13's `term_to_kill_seconds = 0`).
-pub fn terminate(p: &Pidfd, grace: Duration) -> Ending {
-    if !grace.is_zero() {
-        if p.signal(Signal::TERM).is_err() {
-            return Ending::NoAction;
-        }
-        if p.wait_exit(Some(grace)) {
-            return Ending::Terminated;
-        }
-    }
-    if p.signal(Signal::KILL).is_err() {
-        return if grace.is_zero() {
-            Ending::NoAction
-        } else {
-            Ending::Terminated
-        };
-    }
-    // A process stuck in uninterruptible sleep may outlive SIGKILL for a while; do not hang
-    // forever on it, and do not pretend it is gone.
-    if p.wait_exit(Some(AFTER_KILL)) {
-        Ending::Killed
-    } else {
-        Ending::Stuck
     }
 }
 

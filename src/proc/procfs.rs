@@ -264,6 +264,26 @@ pub struct Node {
     pub alive: bool,
 }
 
+/// Every live process of `uid` (real, effective and saved uid all theirs) but this one, read
+/// in full: for a stop that must find the members of a program's session.
+pub fn user_processes(uid: u32) -> Vec<ProcInfo> {
+    let Ok(dir) = open_proc() else {
+        return Vec::new();
+    };
+    let me = rustix::process::getpid().as_raw_nonzero().get();
+    let mut buf = Vec::with_capacity(512);
+    list_pids()
+        .into_iter()
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            rustix::fs::statat(&dir, pid.to_string().as_str(), AtFlags::empty())
+                .is_ok_and(|st| st.st_uid == uid)
+        })
+        .filter_map(|pid| read_with(&dir, pid, &mut buf))
+        .filter(|p| p.is_alive() && p.belongs_to(uid))
+        .collect()
+}
+
 /// Every process of every user, from its `stat` only (no cmdline, no status: cheap).
 pub fn process_tree() -> Vec<Node> {
     let Ok(dir) = open_proc() else {
