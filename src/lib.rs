@@ -22,6 +22,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod exit;
+pub mod fsafe;
 pub mod health;
 pub mod proc;
 pub mod schedule;
