@@ -53,6 +53,26 @@ pub fn create_new(path: &Path, mode: u32) -> io::Result<File> {
     open(path, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL, mode)
 }
 
+/// Opens a file usrsvc reads back (the audit log for `history`) without ever blocking: a FIFO
+/// or device at the path is refused instead of hanging the reader. Symlinks are followed
+/// (reading through one writes nothing).
+pub fn open_read(path: &Path) -> io::Result<File> {
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let file = File::from(fd);
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        check_kind(&meta)?;
+        return Err(refused("it is not a regular file".into()));
+    }
+    let flags = rustix::fs::fcntl_getfl(&file)?;
+    rustix::fs::fcntl_setfl(&file, flags - OFlags::NONBLOCK)?;
+    Ok(file)
+}
+
 fn refused(reason: String) -> io::Error {
     io::Error::new(
         io::ErrorKind::PermissionDenied,

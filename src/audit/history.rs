@@ -5,7 +5,6 @@
 //! file has grown.
 
 use std::collections::VecDeque;
-use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::Path;
 
@@ -25,7 +24,7 @@ pub fn read_history(
     program: Option<&str>,
     n: usize,
 ) -> io::Result<(Vec<Record>, usize)> {
-    let mut reader = BufReader::new(File::open(path)?);
+    let mut reader = BufReader::new(crate::fsafe::open_read(path)?);
     let mut last: VecDeque<Record> = VecDeque::new();
     let mut skipped = 0;
     let mut line = Vec::new();

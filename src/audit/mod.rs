@@ -19,7 +19,6 @@ use std::str::FromStr;
 use std::sync::OnceLock;
 
 use chrono::{Local, SecondsFormat};
-use rustix::fs::{Mode, OFlags};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use history::{format_history, read_history};
@@ -214,19 +213,13 @@ impl AuditLog {
 /// One `write` with O_APPEND is what keeps lines whole: the kernel moves to the end and writes
 /// under the inode lock, so two processes' lines never interleave (on local file systems; NFS
 /// has no atomic append). Opening per line, never keeping the descriptor, lets logrotate move
-/// the file away without a `copytruncate` or a signal. O_NONBLOCK only matters if someone put a
-/// FIFO at the path: without a reader the open fails at once instead of hanging the action.
+/// the file away without a `copytruncate` or a signal. The open is `fsafe`'s: a symlink, a
+/// FIFO or a folder another user can write is refused (a warning), never written through.
 fn append_line(path: &Path, line: &[u8]) -> Result<(), String> {
-    let open = || {
-        rustix::fs::open(
-            path,
-            OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NONBLOCK,
-            Mode::from_raw_mode(0o600),
-        )
-    };
+    let open = || crate::fsafe::open_append(path, 0o600);
     let fd = match open() {
         Ok(fd) => fd,
-        Err(rustix::io::Errno::NOENT) => {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 use std::os::unix::fs::DirBuilderExt;
                 std::fs::DirBuilder::new()
@@ -235,9 +228,9 @@ fn append_line(path: &Path, line: &[u8]) -> Result<(), String> {
                     .create(dir)
                     .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             }
-            open().map_err(|e| format!("cannot open: {}", std::io::Error::from(e)))?
+            open().map_err(|e| format!("cannot open: {e}"))?
         }
-        Err(e) => return Err(format!("cannot open: {}", std::io::Error::from(e))),
+        Err(e) => return Err(format!("cannot open: {e}")),
     };
     loop {
         match rustix::io::write(&fd, line) {

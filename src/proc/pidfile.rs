@@ -94,13 +94,9 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
             ".{name}.{}.{nanos:x}{attempt}.tmp",
             std::process::id()
         ));
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-        {
+        // `fsafe`: O_EXCL, never through a symlink, and not in a folder another user can
+        // write (unless sticky: then nobody else can rename over what we create).
+        match crate::fsafe::create_new(&tmp, 0o644) {
             Ok(f) => break (tmp, f),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 16 => {
                 attempt += 1;
