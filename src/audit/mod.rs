@@ -10,6 +10,7 @@
 //! for long: every problem comes back as a string for the caller to log, and a syslog server
 //! gets at most about a second (connect and write timeouts) before the record is given up.
 
+mod bound;
 mod history;
 mod syslog;
 
@@ -21,6 +22,7 @@ use std::sync::OnceLock;
 use chrono::{Local, SecondsFormat};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use bound::{MAX_RECORD, TRUNCATED_MARK};
 pub use history::{format_history, read_history};
 pub use syslog::{format_rfc5424, SyslogTarget, SYSLOG_TIMEOUT};
 
@@ -127,6 +129,10 @@ pub struct Record {
     pub result: String,
     pub old_pid: Option<i32>,
     pub new_pid: Option<i32>,
+    /// Set when free texts were cut to keep the line under [`MAX_RECORD`] bytes (each cut text
+    /// ends in [`TRUNCATED_MARK`]). Written only when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 impl Record {
@@ -157,12 +163,22 @@ impl Record {
             result: result.into(),
             old_pid,
             new_pid,
+            truncated: false,
         }
     }
 
-    /// The record as its line in the file: compact JSON and `\n`. serde_json escapes every
-    /// control character inside strings, so a reason with a newline is still one line.
+    /// The record as its line in the file: compact JSON and `\n`, at most [`MAX_RECORD`] bytes
+    /// (longer free texts are cut, see `bound`). serde_json escapes every control character
+    /// inside strings, so a reason with a newline is still one line.
     pub fn to_line(&self) -> String {
+        let line = self.json_line();
+        if line.len() <= MAX_RECORD {
+            return line;
+        }
+        bound::bounded(self).json_line()
+    }
+
+    fn json_line(&self) -> String {
         let mut line = serde_json::to_string(self).unwrap_or_else(|e| {
             // Unreachable for this struct (string keys, no maps, no floats); kept so that a
             // future field cannot turn an audit append into a panic.
@@ -196,7 +212,16 @@ impl AuditLog {
     /// to log; never panics, and waits on a syslog server at most about [`SYSLOG_TIMEOUT`].
     pub fn append(&self, record: &Record) -> Vec<String> {
         let mut problems = Vec::new();
-        if let Err(e) = append_line(&self.path, record.to_line().as_bytes()) {
+        // The file and syslog get the same record: bounded, if it is over the bound.
+        let line = record.json_line();
+        let bounded;
+        let (record, line) = if line.len() <= MAX_RECORD {
+            (record, line)
+        } else {
+            bounded = bound::bounded(record);
+            (&bounded, bounded.json_line())
+        };
+        if let Err(e) = append_line(&self.path, line.as_bytes()) {
             problems.push(format!("audit log {}: {e}", self.path.display()));
         }
         if let Some(target) = &self.syslog {
