@@ -104,13 +104,12 @@ fn open(path: &Path, flags: OFlags, mode: u32) -> io::Result<File> {
     let file = File::from(fd);
     let meta = file.metadata()?;
     check_kind(&meta)?;
-    if meta.is_file() {
-        if folder == Folder::Sticky {
-            check_shared_file(path, &meta)?;
-        }
-        let flags = rustix::fs::fcntl_getfl(&file)?;
-        rustix::fs::fcntl_setfl(&file, flags - OFlags::NONBLOCK)?;
+    if meta.is_file() && folder == Folder::Sticky {
+        check_shared_file(path, &meta)?;
     }
+    // A program inherits this as its stdout: it gets an ordinary, blocking descriptor.
+    let flags = rustix::fs::fcntl_getfl(&file)?;
+    rustix::fs::fcntl_setfl(&file, flags - OFlags::NONBLOCK)?;
     Ok(file)
 }
 
