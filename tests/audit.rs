@@ -123,7 +123,11 @@ fn assert_one_whole_line_each(log: &Path, reason_lens: &[usize]) {
         let value: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {:.200}", line));
         let object = value.as_object().expect("an object");
-        assert!(line.len() < usrsvc::audit::MAX_RECORD, "{} bytes", line.len());
+        assert!(
+            line.len() < usrsvc::audit::MAX_RECORD,
+            "{} bytes",
+            line.len()
+        );
         let keys: Vec<&str> = object.keys().map(String::as_str).collect();
         let record: Record = serde_json::from_value(value.clone()).expect("a record");
         let mut sorted_fields = FIELDS.to_vec();
@@ -143,7 +147,11 @@ fn assert_one_whole_line_each(log: &Path, reason_lens: &[usize]) {
             let kept = reason
                 .strip_suffix(usrsvc::audit::TRUNCATED_MARK)
                 .expect("marked");
-            assert!(full.starts_with(kept) && kept.len() > 3000, "{:.100}", reason);
+            assert!(
+                full.starts_with(kept) && kept.len() > 3000,
+                "{:.100}",
+                reason
+            );
         } else {
             assert_eq!(reason, full);
         }

@@ -158,6 +158,24 @@ mod tests {
     }
 
     #[test]
+    fn a_folder_anyone_can_write_gets_no_pidfile() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).expect("mkdir");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let e = write_pidfile(&open.join("x.pid"), 7).expect_err("refused");
+        assert!(e.to_string().contains("sticky"), "{e}");
+        assert_eq!(
+            std::fs::read_dir(&open).expect("ls").count(),
+            0,
+            "no temp file left"
+        );
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+        write_pidfile(&open.join("x.pid"), 7).expect("sticky: ours is safe");
+    }
+
+    #[test]
     fn a_planted_symlink_is_never_followed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let precious = dir.path().join("precious");
