@@ -16,9 +16,9 @@
 //! group-writable folder is fine when the group is the user's private group (same name and
 //! gid as the user, no other members: what `umask 002` systems create).
 //!
-//! Only the last component and its folder are checked: the folders above are trusted to be
-//! the user's or root's (the kernel's `fs.protected_symlinks` guards symlinks in sticky
-//! folders on the way). Must not: decide anything about programs, or write anything itself;
+//! Above the file's folder, a symlink on the way that lies in a folder others can write must
+//! be ours or root's (as the kernel's `fs.protected_symlinks` has it for sticky folders, but
+//! whether or not that is on); otherwise those folders are trusted. Must not: decide anything about programs, or write anything itself;
 //! every refusal is an `io::Error` whose text says why (the callers name the path).
 
 use std::fs::File;
@@ -81,7 +81,9 @@ fn refused(reason: String) -> io::Error {
 }
 
 fn open(path: &Path, flags: OFlags, mode: u32) -> io::Result<File> {
-    let folder = check_folder(&folder_of(path))?;
+    let dir = folder_of(path);
+    check_way(&dir)?;
+    let folder = check_folder(&dir)?;
     let exclusive = flags.contains(OFlags::EXCL);
     if !exclusive {
         match std::fs::symlink_metadata(path) {
@@ -192,14 +194,7 @@ pub fn check_folder(dir: &Path) -> io::Result<Folder> {
         )));
     }
     let sticky = mode & 0o1000 != 0;
-    let others = if mode & 0o002 != 0 {
-        Some("writable by every user".to_owned())
-    } else if mode & 0o020 != 0 && !private_group(meta.gid(), me) {
-        Some(format!("writable by the group {}", group_name(meta.gid())))
-    } else {
-        None
-    };
-    match others {
+    match others_can_write(&meta, me) {
         None => Ok(Folder::Private),
         Some(_) if sticky => Ok(Folder::Sticky),
         Some(who) => Err(refused(format!(
@@ -208,6 +203,48 @@ pub fn check_folder(dir: &Path) -> io::Result<Folder> {
             dir.display()
         ))),
     }
+}
+
+/// Who besides `me` (and root) can write the folder `meta` is of, if anyone.
+fn others_can_write(meta: &std::fs::Metadata, me: u32) -> Option<String> {
+    if meta.mode() & 0o002 != 0 {
+        Some("writable by every user".to_owned())
+    } else if meta.mode() & 0o020 != 0 && !private_group(meta.gid(), me) {
+        Some(format!("writable by the group {}", group_name(meta.gid())))
+    } else {
+        None
+    }
+}
+
+/// The folders on the way to `dir`: a symlink among them that sits in a folder others can
+/// write must be ours or root's (what the kernel's `fs.protected_symlinks` enforces in sticky
+/// folders, when it is on). Otherwise whoever planted it chooses the folder we write in.
+fn check_way(dir: &Path) -> io::Result<()> {
+    let me = crate::proc::my_uid();
+    let mut at = PathBuf::new();
+    for part in dir.components() {
+        at.push(part);
+        let Ok(meta) = std::fs::symlink_metadata(&at) else {
+            // Missing: the open fails on it.
+            return Ok(());
+        };
+        if !meta.file_type().is_symlink() || meta.uid() == me || meta.uid() == 0 {
+            continue;
+        }
+        let container = folder_of(&at);
+        let Ok(cmeta) = std::fs::metadata(&container) else {
+            continue;
+        };
+        if let Some(who) = others_can_write(&cmeta, me) {
+            return Err(refused(format!(
+                "{} on the way is a symbolic link of uid {} in the folder {}, which is {who}",
+                at.display(),
+                meta.uid(),
+                container.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn group_name(gid: u32) -> String {

@@ -199,14 +199,20 @@ fn another_users_files_and_folders_are_refused() {
     let precious = t.path("precious");
     std::fs::write(&precious, "precious\n").expect("write");
     let s = shared.display();
+    // A folder of ours the attacker would have us write in through their symlink.
+    let ours = t.path("ours");
+    std::fs::create_dir(&ours).expect("mkdir");
     as_nobody(&format!(
-        "touch {s}/a.out && chmod 666 {s}/a.out && ln -s {} {s}/b.out && mkdir -m 755 {s}/theirs",
-        precious.display()
+        "touch {s}/a.out && chmod 666 {s}/a.out && ln -s {} {s}/b.out && mkdir -m 755 {s}/theirs \
+         && ln -s {} {s}/way",
+        precious.display(),
+        ours.display()
     ));
     for (name, log, why) in [
         ("a", format!("{s}/a.out"), "belongs to uid 65534"),
         ("b", format!("{s}/b.out"), "symbolic link"),
         ("c", format!("{s}/theirs/c.out"), "belongs to uid 65534"),
+        ("d", format!("{s}/way/d.out"), "symbolic link of uid 65534"),
     ] {
         let command = format!("sh -c 'echo root data; {}; true'", t.sleep(1));
         t.programs(&[section(&t, name, &command, &log, None)]);
@@ -225,6 +231,10 @@ fn another_users_files_and_folders_are_refused() {
     );
     assert_eq!(read(&precious), "precious\n");
     assert!(!theirs.join("c.out").exists());
+    assert!(
+        !ours.join("d.out").exists(),
+        "nothing created through their symlink"
+    );
     assert!(pids_matching(&t.sleep(1)).is_empty());
 }
 
