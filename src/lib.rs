@@ -9,6 +9,7 @@
 //! Layers: `config` turns configobj files into a typed `Config` (no I/O but `load`); `proc`
 //! reads `/proc` and pidfiles; `control` is the only code that starts or signals processes;
 //! `cli` maps arguments and outcomes to the compatible command line; `exit` owns exit codes;
+//! `fsafe` opens every file usrsvc writes (no symlink, FIFO or other user's folder);
 //! `alert` builds, rate-limits and delivers e-mail alerts off the supervision path; `audit`
 //! appends one JSON line per action to the audit trail (and syslog) and reads it back;
 //! `health` runs programs' health checks (their own processes, never the program's) and
@@ -22,6 +23,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod exit;
+pub mod fsafe;
 pub mod health;
 pub mod proc;
 pub mod schedule;

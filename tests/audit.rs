@@ -123,16 +123,38 @@ fn assert_one_whole_line_each(log: &Path, reason_lens: &[usize]) {
         let value: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {:.200}", line));
         let object = value.as_object().expect("an object");
+        assert!(
+            line.len() < usrsvc::audit::MAX_RECORD,
+            "{} bytes",
+            line.len()
+        );
         let keys: Vec<&str> = object.keys().map(String::as_str).collect();
+        let record: Record = serde_json::from_value(value.clone()).expect("a record");
         let mut sorted_fields = FIELDS.to_vec();
+        if record.truncated {
+            sorted_fields.push("truncated");
+        }
         sorted_fields.sort_unstable();
         assert_eq!(keys, sorted_fields, "fields");
-        let record: Record = serde_json::from_value(value.clone()).expect("a record");
         let index = usize::try_from(record.new_pid.expect("new_pid")).expect("index");
         assert!(!seen[index], "writer {index} twice");
         seen[index] = true;
         assert_eq!(record.program, format!("p{index}"));
-        assert_eq!(record.reason, Some(reason_for(index, reason_lens[index])));
+        let full = reason_for(index, reason_lens[index]);
+        let reason = record.reason.clone().expect("reason");
+        if record.truncated {
+            // Over the bound: the reason is cut, marked, and what is kept is its start.
+            let kept = reason
+                .strip_suffix(usrsvc::audit::TRUNCATED_MARK)
+                .expect("marked");
+            assert!(
+                full.starts_with(kept) && kept.len() > 3000,
+                "{:.100}",
+                reason
+            );
+        } else {
+            assert_eq!(reason, full);
+        }
         assert_eq!(record.trigger, Trigger::Autostart);
         assert_eq!(object["old_pid"], serde_json::Value::Null);
     }
@@ -152,8 +174,8 @@ fn twenty_processes_append_twenty_whole_lines() {
 fn large_reasons_stay_whole_under_concurrency() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("audit.log");
-    // 3000 bytes (over 2 KiB, a common syslog line limit) and 100 000 (over a pipe's and
-    // most kernels' page-sized buffers) alternately.
+    // 3000 bytes (over 2 KiB, a common syslog line limit; kept whole) and 100 000 (over a
+    // pipe's and most kernels' page-sized buffers; cut to the 4 KiB record bound) alternately.
     let lens: Vec<usize> = (0..20)
         .map(|i| if i % 2 == 0 { 3000 } else { 100_000 })
         .collect();

@@ -474,3 +474,48 @@ fn members_of_a_group_or_all_keep_the_reason_as_given_once_forced() {
         ]
     );
 }
+
+/// A 120 KB reason is cut so that the record stays one small line (one `write`), marked as
+/// truncated; a partial line glued to the next record (a writer killed mid-record) costs only
+/// itself: `history` recovers the record after it, and says on stderr what it skipped, in
+/// `--json` mode too, with nothing but records on stdout.
+#[test]
+fn a_huge_reason_is_bounded_and_history_counts_damaged_lines() {
+    let t = Env::new();
+    t.programs(&[t.program("p", &t.sleep(1), "")]);
+    let reason = "r".repeat(120_000);
+    t.run(&["start", "p", "--reason", &reason]).expect_code(0);
+    let text = std::fs::read_to_string(t.path("run/audit.log")).expect("log");
+    let line = text.lines().next().expect("one record");
+    assert!(
+        line.len() < usrsvc::audit::MAX_RECORD,
+        "{} bytes",
+        line.len()
+    );
+    let record: Value = serde_json::from_str(line).expect("JSON");
+    assert_eq!(record["truncated"], true);
+    let kept = record["reason"].as_str().expect("reason");
+    assert!(
+        kept.starts_with("rrrr") && kept.ends_with("…[truncated]"),
+        "{kept}"
+    );
+
+    // A partial record glued to the next one.
+    let log = t.path("run/audit.log");
+    let half = &line[..line.len() / 2];
+    std::fs::write(&log, format!("{line}\n{half}{line}\nnot a record\n")).expect("write");
+    let r = t.run(&["history", "p", "--json"]);
+    r.expect_code(0);
+    let records: Vec<Value> = r
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(records.len(), 2, "{}", r.stdout());
+    assert!(
+        r.stderr().contains("skipped 2 damaged lines"),
+        "{}",
+        r.stderr()
+    );
+    t.run(&["stop", "p"]).expect_code(0);
+}

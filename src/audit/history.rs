@@ -5,7 +5,6 @@
 //! file has grown.
 
 use std::collections::VecDeque;
-use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::Path;
 
@@ -25,7 +24,7 @@ pub fn read_history(
     program: Option<&str>,
     n: usize,
 ) -> io::Result<(Vec<Record>, usize)> {
-    let mut reader = BufReader::new(File::open(path)?);
+    let mut reader = BufReader::new(crate::fsafe::open_read(path)?);
     let mut last: VecDeque<Record> = VecDeque::new();
     let mut skipped = 0;
     let mut line = Vec::new();
@@ -34,13 +33,19 @@ pub fn read_history(
         if fits && text.is_empty() {
             continue;
         }
-        let record = if fits {
-            serde_json::from_slice::<Record>(text).ok()
+        let (record, damaged) = if fits {
+            match serde_json::from_slice::<Record>(text) {
+                Ok(r) => (Some(r), false),
+                Err(_) => (glued_record(text), true),
+            }
         } else {
-            None
+            (None, true)
         };
+        if damaged {
+            skipped += 1;
+        }
         match record {
-            None => skipped += 1,
+            None => {}
             Some(r) if program.is_none_or(|p| r.program == p) => {
                 if n == 0 {
                     continue;
@@ -54,6 +59,16 @@ pub fn read_history(
         }
     }
     Ok((last.into(), skipped))
+}
+
+/// The record at the end of a damaged line: a writer killed mid-record leaves a partial line
+/// without its `\n`, and the next record is glued to it. Every record starts with `{"time":`.
+fn glued_record(text: &[u8]) -> Option<Record> {
+    const START: &[u8] = b"{\"time\":";
+    let at = (1..text.len().saturating_sub(START.len()) + 1)
+        .rev()
+        .find(|&i| text[i..].starts_with(START))?;
+    serde_json::from_slice(&text[at..]).ok()
 }
 
 /// Reads the next line (without its `\n`) into `buf`, keeping at most [`MAX_LINE`] bytes of
@@ -169,6 +184,7 @@ mod tests {
             result: "ok".into(),
             old_pid: None,
             new_pid: Some(n),
+            truncated: false,
         }
     }
 
@@ -216,6 +232,27 @@ mod tests {
         assert_eq!(skipped, 4);
         let (none, _) = read_history(f.path(), Some("nosuch"), 5).expect("read");
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn a_record_glued_to_a_partial_one_is_recovered_and_the_partial_counted() {
+        let partial = rec("a", "restart", 1).to_line();
+        let partial = &partial[..partial.len() / 2];
+        let f = file_with(&[
+            rec("a", "start", 0).to_line(),
+            format!("{partial}{}", rec("a", "stop", 2).to_line()),
+            format!("{partial}{partial}\n"),
+            rec("a", "start", 3).to_line(),
+        ]);
+        let (records, skipped) = read_history(f.path(), None, 10).expect("read");
+        assert_eq!(skipped, 2);
+        assert_eq!(
+            records
+                .iter()
+                .map(|r| r.action.as_str())
+                .collect::<Vec<_>>(),
+            ["start", "stop", "start"]
+        );
     }
 
     #[test]

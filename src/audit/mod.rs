@@ -10,6 +10,7 @@
 //! for long: every problem comes back as a string for the caller to log, and a syslog server
 //! gets at most about a second (connect and write timeouts) before the record is given up.
 
+mod bound;
 mod history;
 mod syslog;
 
@@ -19,9 +20,9 @@ use std::str::FromStr;
 use std::sync::OnceLock;
 
 use chrono::{Local, SecondsFormat};
-use rustix::fs::{Mode, OFlags};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use bound::{MAX_RECORD, TRUNCATED_MARK};
 pub use history::{format_history, read_history};
 pub use syslog::{format_rfc5424, SyslogTarget, SYSLOG_TIMEOUT};
 
@@ -128,6 +129,10 @@ pub struct Record {
     pub result: String,
     pub old_pid: Option<i32>,
     pub new_pid: Option<i32>,
+    /// Set when free texts were cut to keep the line under [`MAX_RECORD`] bytes (each cut text
+    /// ends in [`TRUNCATED_MARK`]). Written only when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 impl Record {
@@ -158,12 +163,22 @@ impl Record {
             result: result.into(),
             old_pid,
             new_pid,
+            truncated: false,
         }
     }
 
-    /// The record as its line in the file: compact JSON and `\n`. serde_json escapes every
-    /// control character inside strings, so a reason with a newline is still one line.
+    /// The record as its line in the file: compact JSON and `\n`, at most [`MAX_RECORD`] bytes
+    /// (longer free texts are cut, see `bound`). serde_json escapes every control character
+    /// inside strings, so a reason with a newline is still one line.
     pub fn to_line(&self) -> String {
+        let line = self.json_line();
+        if line.len() <= MAX_RECORD {
+            return line;
+        }
+        bound::bounded(self).json_line()
+    }
+
+    fn json_line(&self) -> String {
         let mut line = serde_json::to_string(self).unwrap_or_else(|e| {
             // Unreachable for this struct (string keys, no maps, no floats); kept so that a
             // future field cannot turn an audit append into a panic.
@@ -197,7 +212,16 @@ impl AuditLog {
     /// to log; never panics, and waits on a syslog server at most about [`SYSLOG_TIMEOUT`].
     pub fn append(&self, record: &Record) -> Vec<String> {
         let mut problems = Vec::new();
-        if let Err(e) = append_line(&self.path, record.to_line().as_bytes()) {
+        // The file and syslog get the same record: bounded, if it is over the bound.
+        let line = record.json_line();
+        let bounded;
+        let (record, line) = if line.len() <= MAX_RECORD {
+            (record, line)
+        } else {
+            bounded = bound::bounded(record);
+            (&bounded, bounded.json_line())
+        };
+        if let Err(e) = append_line(&self.path, line.as_bytes()) {
             problems.push(format!("audit log {}: {e}", self.path.display()));
         }
         if let Some(target) = &self.syslog {
@@ -214,19 +238,13 @@ impl AuditLog {
 /// One `write` with O_APPEND is what keeps lines whole: the kernel moves to the end and writes
 /// under the inode lock, so two processes' lines never interleave (on local file systems; NFS
 /// has no atomic append). Opening per line, never keeping the descriptor, lets logrotate move
-/// the file away without a `copytruncate` or a signal. O_NONBLOCK only matters if someone put a
-/// FIFO at the path: without a reader the open fails at once instead of hanging the action.
+/// the file away without a `copytruncate` or a signal. The open is `fsafe`'s: a symlink, a
+/// FIFO or a folder another user can write is refused (a warning), never written through.
 fn append_line(path: &Path, line: &[u8]) -> Result<(), String> {
-    let open = || {
-        rustix::fs::open(
-            path,
-            OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NONBLOCK,
-            Mode::from_raw_mode(0o600),
-        )
-    };
+    let open = || crate::fsafe::open_append(path, 0o600);
     let fd = match open() {
         Ok(fd) => fd,
-        Err(rustix::io::Errno::NOENT) => {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 use std::os::unix::fs::DirBuilderExt;
                 std::fs::DirBuilder::new()
@@ -235,9 +253,9 @@ fn append_line(path: &Path, line: &[u8]) -> Result<(), String> {
                     .create(dir)
                     .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             }
-            open().map_err(|e| format!("cannot open: {}", std::io::Error::from(e)))?
+            open().map_err(|e| format!("cannot open: {e}"))?
         }
-        Err(e) => return Err(format!("cannot open: {}", std::io::Error::from(e))),
+        Err(e) => return Err(format!("cannot open: {e}")),
     };
     loop {
         match rustix::io::write(&fd, line) {

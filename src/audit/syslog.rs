@@ -312,6 +312,7 @@ mod tests {
             result: "ok".into(),
             old_pid: Some(1),
             new_pid: Some(2),
+            truncated: false,
         }
     }
 

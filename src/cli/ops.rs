@@ -318,7 +318,7 @@ fn history(
     };
     if skipped > 0 {
         console.error(&format!(
-            "Warning: {skipped} lines of {} are not audit records; skipped.",
+            "Warning: skipped {skipped} damaged lines of {} (not whole audit records).",
             path.display()
         ));
     }

@@ -115,13 +115,7 @@ pub struct ProgramLock {
 
 fn open_lock(dir: &Path, name: &str) -> Result<File, LockError> {
     let path = dir.join(lock_file_name(name));
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|source| LockError::Open { path, source })
+    crate::fsafe::open_lock(&path, 0o600).map_err(|source| LockError::Open { path, source })
 }
 
 impl ProgramLock {

@@ -61,11 +61,9 @@ pub fn start_fresh(
     (launch(prog, matcher, report), true)
 }
 
+/// A program's log, opened by `fsafe` (no symlink, no FIFO, no folder others can write).
 fn open_append(path: &Path) -> std::io::Result<File> {
-    std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
+    crate::fsafe::open_append(path, 0o666)
 }
 
 /// Launches `prog` (known not to be running) and watches it for `success_seconds`.

@@ -43,14 +43,7 @@ fn lock_path() -> Result<PathBuf, StartError> {
 }
 
 fn open_lock_file(path: &Path) -> std::io::Result<File> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(0o600)
-        .open(path)
+    crate::fsafe::open_lock(path, 0o600)
 }
 
 /// The running daemon's claim: dropping it releases the lock and removes the pidfile.
@@ -171,21 +164,18 @@ pub fn nudge() {
 /// which also serves log rotation. `default_log` is used for both when `usrsvcd_stdout` is
 /// unset (a detached daemon must not write to the terminal it left).
 pub fn open_logs(main: &MainConfig, default_log: Option<&Path>) -> Result<(), StartError> {
+    // Through `fsafe`: a FIFO planted as the log fails here at once (at a reread too, which is
+    // then rejected), and a symlink or a folder another user can write is refused.
     let open = |path: &Path, which: &str| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o644)
-            .open(path)
-            .map_err(|e| {
-                StartError::new(
-                    ReturnCode::InsufficientPermissions,
-                    format!(
-                        "Cannot open {which} ( {} ) for writing: {e}",
-                        path.display()
-                    ),
-                )
-            })
+        crate::fsafe::open_append(path, 0o644).map_err(|e| {
+            StartError::new(
+                ReturnCode::InsufficientPermissions,
+                format!(
+                    "Cannot open {which} ( {} ) for writing: {e}",
+                    path.display()
+                ),
+            )
+        })
     };
     let stdout_path = main.usrsvcd_stdout.as_deref().or(default_log);
     let out = match stdout_path {

@@ -94,13 +94,9 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
             ".{name}.{}.{nanos:x}{attempt}.tmp",
             std::process::id()
         ));
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-        {
+        // `fsafe`: O_EXCL, never through a symlink, and not in a folder another user can
+        // write (unless sticky: then nobody else can rename over what we create).
+        match crate::fsafe::create_new(&tmp, 0o644) {
             Ok(f) => break (tmp, f),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 16 => {
                 attempt += 1;
@@ -159,6 +155,24 @@ mod tests {
         remove_pidfile(&p).expect("remove again is fine");
         assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 0);
         assert!(write_pidfile(&dir.path().join("no/such/dir/x.pid"), 1).is_err());
+    }
+
+    #[test]
+    fn a_folder_anyone_can_write_gets_no_pidfile() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).expect("mkdir");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let e = write_pidfile(&open.join("x.pid"), 7).expect_err("refused");
+        assert!(e.to_string().contains("sticky"), "{e}");
+        assert_eq!(
+            std::fs::read_dir(&open).expect("ls").count(),
+            0,
+            "no temp file left"
+        );
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+        write_pidfile(&open.join("x.pid"), 7).expect("sticky: ours is safe");
     }
 
     #[test]
