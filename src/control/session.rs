@@ -222,6 +222,7 @@ mod tests {
         ProcInfo {
             pid,
             uid: 0,
+            uids: [0; 3],
             ppid: 1,
             pgrp,
             session,
