@@ -66,7 +66,8 @@ impl Outcome {
         match self {
             Outcome::Invalid(_) => ReturnCode::InvalidConfig,
             Outcome::Refused(_) => ReturnCode::GeneralFailure,
-            Outcome::CannotApply(_) => ReturnCode::InsufficientPermissions,
+            // As before: a config whose files cannot be written is rejected as a whole.
+            Outcome::CannotApply(_) => ReturnCode::InvalidConfig,
             Outcome::Ready(_) => ReturnCode::Success,
         }
     }

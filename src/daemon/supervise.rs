@@ -2145,7 +2145,7 @@ impl Daemon {
                     if pidfile_moved {
                         Instance::discard_pidfile(&new.main.pidfile);
                     }
-                    self.reject(e.code, &e.message);
+                    self.reject(ReturnCode::InvalidConfig, &e.message);
                     return;
                 }
                 if pidfile_moved {
