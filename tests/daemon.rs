@@ -730,8 +730,9 @@ fn hand_over(started_by_daemon: bool) {
     let r = record().expect("record");
     assert_eq!(r["old_pid"], pid, "{r}");
     assert_eq!(r["trigger"], "crash", "{r}");
-    if started_by_daemon {
-        assert_eq!(r["result"], "handover", "{r}");
+    // The daemon's own descendant is found among its descendants when it exits, unless the
+    // copy is still between fork and exec: then the worker's scan finds it.
+    if started_by_daemon && r["result"] == "handover" {
         d.expect_log(&format!("h handed over from pid {pid} to pid {new}"));
         assert_eq!(d.count("h crashed"), 0, "{}", d.dump());
     } else {

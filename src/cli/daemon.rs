@@ -516,7 +516,8 @@ fn restart(
 
 /// What `usrsvcd start` (detached) needs to come up, checked without side effects.
 fn check_new_daemon(path: &Path, console: &Console) -> Result<(), StartError> {
-    let config = load_config(path, console, false).map_err(|errors| {
+    // Quiet: `start` prints the warnings.
+    let config = load_config(path, console, true).map_err(|errors| {
         let all: Vec<String> = errors
             .iter()
             .map(|e| format!("Error in configuration: {e}"))

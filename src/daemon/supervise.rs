@@ -40,6 +40,8 @@ use crate::proc::{self, Matcher, ProcInfo};
 /// `usrsvcd status` reads the daemon's view of its programs from this file.
 pub const STATE_FILE: &str = "usrsvcd.state";
 
+/// How long a reread may be under way before a new one is started without waiting for it.
+const REREAD_STUCK: Duration = Duration::from_secs(60);
 /// How often a program's process is looked at in the `/proc` polling mode.
 const POLL_EVERY: Duration = Duration::from_millis(500);
 /// How long a monitor check may hang before the daemon says so and queues no more.
@@ -273,8 +275,9 @@ pub struct Daemon {
     /// Outcomes of reread threads.
     reread_tx: mpsc::Sender<(u64, reread::Outcome)>,
     reread_rx: mpsc::Receiver<(u64, reread::Outcome)>,
-    /// The reread under way (its seq), and whether another was asked for meanwhile.
-    reread_busy: Option<u64>,
+    /// The reread under way (its seq and when it began), and whether another was asked for
+    /// meanwhile.
+    reread_busy: Option<(u64, Instant)>,
     reread_again: bool,
     /// The state last written for `usrsvcd status`.
     published: String,
@@ -2067,11 +2070,19 @@ impl Daemon {
     /// SIGUSR1/SIGHUP: a reread, prepared in a thread of its own (see `reread`); one at a
     /// time, and one more after it when asked for meanwhile.
     fn ask_reread(&mut self) {
-        if self.reread_busy.is_some() {
-            self.reread_again = true;
-            return;
-        }
         let log = self.opts.log.clone();
+        if let Some((seq, since)) = self.reread_busy {
+            // A reread hung on a file (a FIFO, a dead network filesystem) must not hold back
+            // every later one: it is left behind, and its outcome ignored when it comes.
+            if since.elapsed() < REREAD_STUCK {
+                self.reread_again = true;
+                return;
+            }
+            log.error(&format!(
+                "The reread started {} s ago (#{seq}) is still under way (a file that hangs?); starting another, and that one's outcome will be ignored.",
+                since.elapsed().as_secs()
+            ));
+        }
         instance::notify("RELOADING=1");
         log.info("Got SIGUSR1, reprocessing config.");
         self.reread_seq += 1;
@@ -2090,7 +2101,7 @@ impl Daemon {
             .try_clone()
             .and_then(|wake| reread::spawn(ask, self.reread_tx.clone(), wake));
         match spawned {
-            Ok(()) => self.reread_busy = Some(seq),
+            Ok(()) => self.reread_busy = Some((seq, Instant::now())),
             Err(e) => {
                 self.reject(
                     ReturnCode::UnknownFailure,
@@ -2104,9 +2115,19 @@ impl Daemon {
     /// Applies what a reread thread has prepared, or says why it is not applied.
     fn reread_results(&mut self) {
         while let Ok((seq, outcome)) = self.reread_rx.try_recv() {
-            if self.reread_busy == Some(seq) {
-                self.reread_busy = None;
+            if self.reread_busy.map(|(s, _)| s) != Some(seq) {
+                // One left behind as hung: its config is older than the one that followed.
+                self.opts.log.error(&format!(
+                    "The reread #{seq}, left behind as hung, is over; its outcome is ignored."
+                ));
+                if let reread::Outcome::Ready(prep) = outcome {
+                    if prep.pidfile_moved && prep.config.main.pidfile != self.instance.pidfile() {
+                        Instance::discard_pidfile(&prep.config.main.pidfile);
+                    }
+                }
+                continue;
             }
+            self.reread_busy = None;
             self.reread_outcome(outcome);
             instance::notify("READY=1");
         }
