@@ -40,6 +40,8 @@ use crate::proc::{self, Matcher, ProcInfo};
 /// `usrsvcd status` reads the daemon's view of its programs from this file.
 pub const STATE_FILE: &str = "usrsvcd.state";
 
+/// How many programs in `Phase::Unknown` one wake-up looks at (each look may be a scan).
+const OBSERVE_PER_WAKEUP: usize = 8;
 /// How long a reread may be under way before a new one is started without waiting for it.
 const REREAD_STUCK: Duration = Duration::from_secs(60);
 /// How often a program's process is looked at in the `/proc` polling mode.
@@ -639,11 +641,21 @@ impl Daemon {
     /// Everything whose time has come.
     fn timers(&mut self, now: Instant) {
         let names: Vec<String> = self.progs.keys().cloned().collect();
+        // A look at an unknown program may scan every process: a few per wake-up, so that
+        // a reread that adds many programs never keeps the loop from a crash for long (the
+        // rest stay due, and the next wake-up follows at once).
+        let mut looks = OBSERVE_PER_WAKEUP;
         for name in names {
             let Some(p) = self.progs.get_mut(&name) else {
                 continue;
             };
             if p.recheck_at.is_some_and(|t| t <= now) {
+                if matches!(p.phase, Phase::Unknown) {
+                    if looks == 0 {
+                        continue;
+                    }
+                    looks -= 1;
+                }
                 p.recheck_at = None;
                 match p.phase {
                     Phase::Unknown => self.observe(&name),
@@ -2294,8 +2306,15 @@ impl Daemon {
             }
             self.health_watch(&name);
         }
+        // Looked at by the timers, a few per wake-up (see `timers`).
+        let now = Instant::now();
         for name in fresh {
-            self.observe(&name);
+            if let Some(p) = self.progs.get_mut(&name) {
+                if !matches!(p.phase, Phase::Running(_) | Phase::Working { .. }) {
+                    p.phase = Phase::Unknown;
+                    p.recheck_at = Some(now);
+                }
+            }
         }
     }
 }
