@@ -389,15 +389,15 @@ fn daemon_of(
         return Ok(Some((p, runs)));
     }
     if json {
-        println!(
-            "{}",
+        say(&format!(
+            "{}\n",
             serde_json::json!({
                 "running": true,
                 "pid": p.pid,
                 "config_file": runs.display().to_string(),
                 "error": format!("the daemon runs another config file than {}", path.display()),
             })
-        );
+        ));
     }
     console.error(&format!(
         "usrsvcd (pid {}) runs the config file {}, not {}: not acting on it. Name its file with --config, or stop it first.",
@@ -411,7 +411,10 @@ fn daemon_of(
 fn status(daemon: Option<(ProcInfo, PathBuf)>, console: &Console, json: bool) -> ReturnCode {
     let Some((p, runs)) = daemon else {
         if json {
-            println!("{}", serde_json::json!({ "running": false, "pid": null }));
+            say(&format!(
+                "{}\n",
+                serde_json::json!({ "running": false, "pid": null })
+            ));
         }
         console.error("usrsvcd is not running.");
         return ReturnCode::GeneralFailure;
@@ -438,7 +441,7 @@ fn status(daemon: Option<(ProcInfo, PathBuf)>, console: &Console, json: bool) ->
             "reread_in_progress": state.as_ref().map(|d| d["reread_in_progress"].clone()),
             "programs": state.as_ref().map(|d| d["programs"].clone()),
         });
-        println!("{doc}");
+        say(&format!("{doc}\n"));
         return ReturnCode::Success;
     }
     console.info(&format!("usrsvcd is running:\n\n{}\n", process_dict(&p)));
@@ -450,14 +453,21 @@ fn status(daemon: Option<(ProcInfo, PathBuf)>, console: &Console, json: bool) ->
         (Some(f), false) => format!("off ({} does not exist)", f.display()),
         (None, _) => "not configured (kill_switch_file)".to_string(),
     };
-    print!(
+    say(&format!(
         "  config file: {}\n  kill switch: {switch_line}\n",
         runs.display()
-    );
+    ));
     if let Some(table) = state.as_ref().and_then(programs_table) {
-        print!("{table}");
+        say(&table);
     }
     ReturnCode::Success
+}
+
+/// Writes to stdout; a closed pipe (`usrsvcd status | head -1`) is not an error worth a panic.
+fn say(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
 /// The daemon's view of its programs (from its state file), one line each.
