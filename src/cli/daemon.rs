@@ -186,7 +186,14 @@ fn run(argv: Vec<String>) -> ReturnCode {
             Err(rc) => rc,
         },
         "stop" => match running() {
-            Ok(Some(d)) => stop(&d.0, &console),
+            Ok(Some((p, runs))) => {
+                console.info(&format!(
+                    "usrsvcd pid={} runs the config file {}.",
+                    p.pid,
+                    runs.display()
+                ));
+                stop(&p, &console)
+            }
             Ok(None) => ReturnCode::Success,
             Err(rc) => rc,
         },

@@ -195,10 +195,11 @@ pub fn same_config(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// What a new daemon of `main` needs and could not get, checked without opening, creating or
-/// writing anything (the running daemon's files stay as they are): its logs (or
-/// `default_log`) can be appended to or created, and its pidfile written. The checks are
-/// `access(2)` with our real uid, the uid the new daemon runs as.
+/// What a new daemon of `main` needs and could not get, checked without creating or writing
+/// anything (the running daemon's files stay as they are): its logs (or `default_log`) can be
+/// appended to or created, and its pidfile written. The checks are `access(2)` with our real
+/// uid, the uid the new daemon runs as, and, when the logs exist as regular files, the same
+/// open for append the new daemon does.
 pub fn preflight(main: &MainConfig, default_log: Option<&Path>) -> Result<(), StartError> {
     let mut logs: Vec<(&Path, &str)> = Vec::new();
     if let Some(p) = main.usrsvcd_stdout.as_deref().or(default_log) {
@@ -207,6 +208,11 @@ pub fn preflight(main: &MainConfig, default_log: Option<&Path>) -> Result<(), St
     if let Some(LogTarget::Path(p)) = &main.usrsvcd_stderr {
         logs.push((p, "usrsvcd_stderr"));
     }
+    // When every log is a regular file already, opening them for append (what the new daemon
+    // does) changes nothing, and runs every check the open itself makes.
+    let all_regular = logs
+        .iter()
+        .all(|(p, _)| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()));
     for (path, which) in logs {
         writable(path, false).map_err(|e| {
             StartError::new(
@@ -217,6 +223,9 @@ pub fn preflight(main: &MainConfig, default_log: Option<&Path>) -> Result<(), St
                 ),
             )
         })?;
+    }
+    if all_regular {
+        drop(open_log_files(main, default_log)?);
     }
     // The pidfile is replaced by a rename: its folder must be writable.
     writable(&main.pidfile, true).map_err(|e| {
