@@ -322,6 +322,15 @@ fn a_fifo_as_the_daemon_log_does_not_block_the_loop_on_reread() {
     kill9(p);
     let new = t.wait_new_pid("p", p);
     d.expect_watching("p", new);
+
+    // A reread that hangs does not hold back the ones after it for ever: after 30 s, a new
+    // one goes ahead (the config is fixed meanwhile).
+    t.programs(std::slice::from_ref(&prog));
+    let loaded = wait_for(LONG * 3, || {
+        d.signal(Signal::SIGUSR1);
+        d.count("Successfully loaded new config") > 0
+    });
+    assert!(loaded, "{}", d.dump());
 }
 
 #[test]

@@ -43,7 +43,7 @@ pub const STATE_FILE: &str = "usrsvcd.state";
 /// How many programs in `Phase::Unknown` one wake-up looks at (each look may be a scan).
 const OBSERVE_PER_WAKEUP: usize = 8;
 /// How long a reread may be under way before a new one is started without waiting for it.
-const REREAD_STUCK: Duration = Duration::from_secs(60);
+const REREAD_STUCK: Duration = Duration::from_secs(30);
 /// How often a program's process is looked at in the `/proc` polling mode.
 const POLL_EVERY: Duration = Duration::from_millis(500);
 /// How long a monitor check may hang before the daemon says so and queues no more.
