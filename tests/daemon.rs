@@ -677,7 +677,6 @@ fn sd_notify_ready_and_programs_do_not_inherit_notify_socket() {
     }
     assert!(seen.iter().any(|m| m.contains("STOPPING=1")), "{seen:?}");
 }
-
 /// A program that hands over to a fresh copy of itself (as a server does for a binary
 /// upgrade) and exits 0: the daemon sees the exit, and its restart must adopt the new copy,
 /// not start a second one — whether the daemon started the program (the copy is then the
@@ -715,6 +714,30 @@ fn hand_over(started_by_daemon: bool) {
         d.dump()
     );
     assert_eq!(pids_matching(&title), vec![new]);
+    // A hand-over, not a crash, and in the audit trail with both pids.
+    let audit = || -> Vec<serde_json::Value> {
+        common::read(&t.path("run/audit.log"))
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let record = || {
+        audit()
+            .into_iter()
+            .find(|r| r["action"] == "adopt" && r["new_pid"] == new)
+    };
+    assert!(wait_for(LONG, || record().is_some()), "{:?}", audit());
+    let r = record().expect("record");
+    assert_eq!(r["old_pid"], pid, "{r}");
+    assert_eq!(r["trigger"], "crash", "{r}");
+    // The daemon's own descendant is found among its descendants when it exits, unless the
+    // copy is still between fork and exec: then the worker's scan finds it.
+    if started_by_daemon && r["result"] == "handover" {
+        d.expect_log(&format!("h handed over from pid {pid} to pid {new}"));
+        assert_eq!(d.count("h crashed"), 0, "{}", d.dump());
+    } else {
+        assert_eq!(r["result"], "already running", "{r}");
+    }
 }
 
 #[test]

@@ -886,7 +886,8 @@ fn a_program_removed_from_the_config_is_no_longer_checked() {
     let line = format!("check {pid}");
     assert!(wait_for(LONG, || count(&t, &line) >= 2));
     t.config("[Main]\n");
-    t.run_bin("usrsvcd", &["reread"]).expect_code(0);
+    // An emptied config is refused as cut short unless forced.
+    t.run_bin("usrsvcd", &["reread", "--force"]).expect_code(0);
     d.expect_log("web is no longer in the config");
     std::thread::sleep(Duration::from_millis(500));
     let n = count(&t, &line);

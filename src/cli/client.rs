@@ -172,6 +172,7 @@ fn run(argv: Vec<String>) -> ReturnCode {
         reason: reason.as_deref(),
         step: args.nested && args.step,
         expect: None,
+        replaces: None,
     };
     let nested = Nested {
         config: &config,
@@ -430,7 +431,8 @@ fn status_json(config: &Config, name: &str, outcome: &Outcome) -> serde_json::Va
     serde_json::json!({
         "name": name,
         "error": error,
-        "state": if p.is_some() { "running" } else { "stopped" },
+        // Not "stopped": no program of that name exists (error PROGRAM_UNDEFINED).
+        "state": if prog.is_none() { "undefined" } else if p.is_some() { "running" } else { "stopped" },
         "enabled": prog.map(|c| c.enabled),
         "pid": p.map(|p| p.pid),
         "start_time": start.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, false)),

@@ -15,9 +15,11 @@ use super::{answer_early, config_path, load_config, Console};
 use crate::control::signal::Pidfd;
 use crate::control::{process_dict, Action, Actor, Report, Request, Trigger};
 use crate::daemon::instance::{self, Instance, Readiness, StartError};
-use crate::daemon::supervise::{read_reread_status, Daemon, Options};
+use crate::daemon::reread;
+use crate::daemon::supervise::{Daemon, Options};
 use crate::daemon::{Format, Log};
 use crate::exit::ReturnCode;
+use crate::proc::ProcInfo;
 
 fn usage() -> String {
     format!(
@@ -28,7 +30,7 @@ Actions:
     start        Start the daemon in the background (default); returns once it is up.
     stop         Stop the running daemon; programs keep running.
     restart      Restart the daemon; programs keep running.
-    status       Tell whether the daemon is running.
+    status       Tell whether the daemon is running, with its view of the programs.
     reread       Load a changed configuration into the running daemon (also SIGUSR1, SIGHUP).
     checkconfig  Check the configuration and print every error in it.
 
@@ -37,6 +39,12 @@ Options:
     --foreground          Run the daemon in the foreground (systemd, containers).
     --log-format FORMAT   human (default) or json: one JSON object per log line.
     --debug               Print debugging information.
+    --json                status: one JSON document on stdout.
+    --force               reread: load a config even if it ends the supervision of most
+                          programs (one that usrsvcd otherwise refuses as cut short).
+
+stop, restart, status and reread act only on a daemon that runs the same main config file;
+one that runs another is left alone (exit 1).
 
 Uses main config file in $HOME/usrsvc.cfg ( {} )
 ",
@@ -60,6 +68,10 @@ struct Args {
     foreground: bool,
     #[arg(long, value_name = "FORMAT")]
     log_format: Option<String>,
+    #[arg(long)]
+    json: bool,
+    #[arg(long)]
+    force: bool,
     /// Internal: report readiness on the pipe given as stdin (used by `usrsvcd start`).
     #[arg(long, hide = true)]
     ready_on_stdin: bool,
@@ -75,6 +87,9 @@ struct Args {
     /// Internal: the process (`PID:START_TICKS`) a worker's restart is meant for.
     #[arg(long, hide = true, value_name = "PID:TICKS")]
     expect: Option<String>,
+    /// Internal: the pid of the process a crash restart replaces (for the audit record).
+    #[arg(long, hide = true, value_name = "PID")]
+    replaces: Option<i32>,
     #[arg(num_args = 0..)]
     words: Vec<String>,
 }
@@ -128,6 +143,7 @@ fn run(argv: Vec<String>) -> ReturnCode {
                 let (pid, ticks) = e.split_once(':')?;
                 Some((pid.parse().ok()?, ticks.parse().ok()?))
             }),
+            replaces: args.replaces,
         };
         return worker(action, &args.words, &req, Log::new(format, args.debug));
     }
@@ -143,6 +159,16 @@ fn run(argv: Vec<String>) -> ReturnCode {
     // Absolute: the daemon rereads it later, and `usrsvcd status` shows it in the cmdline.
     let path = config_path(args.config.clone());
     let path = std::path::absolute(&path).unwrap_or(path);
+    if args.json && action != "status" {
+        console.error("--json is only available with status.");
+        return ReturnCode::GeneralFailure;
+    }
+    if args.force && action != "reread" {
+        console.error("--force is only available with reread.");
+        return ReturnCode::GeneralFailure;
+    }
+    // The running daemon, if it runs this config file; another daemon's is not ours to touch.
+    let running = || daemon_of(&path, &console, args.json);
     match action {
         "start" if args.foreground => foreground(&path, &args, format),
         "start" => start(&path, &args, &console),
@@ -162,16 +188,30 @@ fn run(argv: Vec<String>) -> ReturnCode {
                 ReturnCode::InvalidConfig
             }
         },
-        "status" => status(&console),
-        "stop" => stop(&console),
-        "restart" => {
-            let rc = stop(&console);
-            if !rc.is_success() {
-                return rc;
+        "status" => match running() {
+            Ok(d) => status(d, &console, args.json),
+            Err(rc) => rc,
+        },
+        "stop" => match running() {
+            Ok(Some((p, runs))) => {
+                console.info(&format!(
+                    "usrsvcd pid={} runs the config file {}.",
+                    p.pid,
+                    runs.display()
+                ));
+                stop(&p, &console)
             }
-            start(&path, &args, &console)
-        }
-        "reread" => reread(&path, &console),
+            Ok(None) => ReturnCode::Success,
+            Err(rc) => rc,
+        },
+        "restart" => match running() {
+            Ok(d) => restart(d, &path, &args, &console),
+            Err(rc) => rc,
+        },
+        "reread" => match running() {
+            Ok(d) => reread(d, &path, args.force, &console),
+            Err(rc) => rc,
+        },
         other => {
             console.error(&format!("Unknown action: {other}"));
             ReturnCode::InvalidAction
@@ -225,7 +265,7 @@ fn foreground(path: &Path, args: &Args, format: Format) -> ReturnCode {
     // they always reach the main thread's loop.
     let handled = handled_signals();
     let _ = handled.thread_block();
-    let claim = match Instance::claim(&config.main.pidfile) {
+    let claim = match Instance::claim(&config.main.pidfile, path) {
         Ok(c) => c,
         Err(e) => return fail(&mut ready, e),
     };
@@ -282,9 +322,11 @@ fn start(path: &Path, args: &Args, console: &Console) -> ReturnCode {
         }
         return ReturnCode::InvalidConfig;
     }
-    if let Some(p) = instance::running() {
+    if let Some((p, runs)) = instance::running_with_config() {
         console.error(&format!(
-            "usrsvcd is already running:\n\n{}\n",
+            "usrsvcd is already running{}:\n\n{}\n",
+            runs.map(|r| format!(" with the config file {}", r.display()))
+                .unwrap_or_default(),
             process_dict(&p)
         ));
         return ReturnCode::UsrsvcdAlreadyRunning;
@@ -344,28 +386,106 @@ fn start(path: &Path, args: &Args, console: &Console) -> ReturnCode {
     ReturnCode::GeneralFailure
 }
 
-fn status(console: &Console) -> ReturnCode {
-    match instance::running() {
-        Some(p) => {
-            console.info(&format!("usrsvcd is running:\n\n{}\n", process_dict(&p)));
-            if let Some(table) = programs_table(p.pid) {
-                print!("{table}");
-            }
-            ReturnCode::Success
-        }
-        None => {
-            console.error("usrsvcd is not running.");
-            ReturnCode::GeneralFailure
-        }
+/// The user's running daemon and the config file it runs — Ok(None) when none runs — or,
+/// when it runs another file than `path`, Err after saying so: `usrsvcd --config B stop`
+/// must not stop the daemon of config A, nor `reread` report that A was "the new config".
+fn daemon_of(
+    path: &Path,
+    console: &Console,
+    json: bool,
+) -> Result<Option<(ProcInfo, PathBuf)>, ReturnCode> {
+    let Some((p, runs)) = instance::running_with_config() else {
+        return Ok(None);
+    };
+    // A daemon that did not record its file (an older build) runs, for all we know, this one.
+    let runs = runs.unwrap_or_else(|| path.to_path_buf());
+    if instance::same_config(&runs, path) {
+        return Ok(Some((p, runs)));
     }
+    if json {
+        say(&format!(
+            "{}\n",
+            serde_json::json!({
+                "running": true,
+                "pid": p.pid,
+                "config_file": runs.display().to_string(),
+                "error": format!("the daemon runs another config file than {}", path.display()),
+            })
+        ));
+    }
+    console.error(&format!(
+        "usrsvcd (pid {}) runs the config file {}, not {}: not acting on it. Name its file with --config, or stop it first.",
+        p.pid,
+        runs.display(),
+        path.display()
+    ));
+    Err(ReturnCode::GeneralFailure)
+}
+
+fn status(daemon: Option<(ProcInfo, PathBuf)>, console: &Console, json: bool) -> ReturnCode {
+    let Some((p, runs)) = daemon else {
+        if json {
+            say(&format!(
+                "{}\n",
+                serde_json::json!({ "running": false, "pid": null })
+            ));
+        }
+        console.error("usrsvcd is not running.");
+        return ReturnCode::GeneralFailure;
+    };
+    let state = crate::daemon::supervise::read_state()
+        .filter(|d| d["pid"].as_i64() == Some(i64::from(p.pid)));
+    // The kill switch of the daemon's config (it may not have reread the file yet), as it
+    // stands now.
+    let switch = state
+        .as_ref()
+        .and_then(|d| d["kill_switch_file"].as_str().map(PathBuf::from));
+    let switch_on = switch
+        .as_deref()
+        .is_some_and(|f| std::fs::symlink_metadata(f).is_ok());
+    if json {
+        let doc = serde_json::json!({
+            "running": true,
+            "pid": p.pid,
+            "config_file": runs.display().to_string(),
+            "kill_switch": {
+                "file": switch.as_ref().map(|f| f.display().to_string()),
+                "on": switch_on,
+            },
+            "reread_in_progress": state.as_ref().map(|d| d["reread_in_progress"].clone()),
+            "programs": state.as_ref().map(|d| d["programs"].clone()),
+        });
+        say(&format!("{doc}\n"));
+        return ReturnCode::Success;
+    }
+    console.info(&format!("usrsvcd is running:\n\n{}\n", process_dict(&p)));
+    let switch_line = match (&switch, switch_on) {
+        (Some(f), true) => format!(
+            "ON ({} exists): no planned, monitor or health restarts",
+            f.display()
+        ),
+        (Some(f), false) => format!("off ({} does not exist)", f.display()),
+        (None, _) => "not configured (kill_switch_file)".to_string(),
+    };
+    say(&format!(
+        "  config file: {}\n  kill switch: {switch_line}\n",
+        runs.display()
+    ));
+    if let Some(table) = state.as_ref().and_then(programs_table) {
+        say(&table);
+    }
+    ReturnCode::Success
+}
+
+/// Writes to stdout; a closed pipe (`usrsvcd status | head -1`) is not an error worth a panic.
+fn say(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
 /// The daemon's view of its programs (from its state file), one line each.
-fn programs_table(daemon: i32) -> Option<String> {
-    let doc = crate::daemon::supervise::read_state()?;
-    if doc["pid"].as_i64() != Some(i64::from(daemon)) {
-        return None;
-    }
+fn programs_table(doc: &serde_json::Value) -> Option<String> {
     let mut out = String::new();
     for p in doc["programs"].as_array()? {
         let pid = p["pid"]
@@ -393,12 +513,47 @@ fn programs_table(daemon: i32) -> Option<String> {
     Some(out)
 }
 
+/// `usrsvcd restart`: everything a new daemon needs is checked first (config, logs,
+/// pidfile), and only then is the running one stopped; a failed check leaves it running.
+fn restart(
+    daemon: Option<(ProcInfo, PathBuf)>,
+    path: &Path,
+    args: &Args,
+    console: &Console,
+) -> ReturnCode {
+    if let Some((p, _)) = &daemon {
+        if let Err(e) = check_new_daemon(path, console) {
+            console.error(&e.message);
+            console.error(&format!(
+                "Not restarting: the running daemon (pid {}) was left running.",
+                p.pid
+            ));
+            return e.code;
+        }
+        let rc = stop(p, console);
+        if !rc.is_success() {
+            return rc;
+        }
+    }
+    start(path, args, console)
+}
+
+/// What `usrsvcd start` (detached) needs to come up, checked without side effects.
+fn check_new_daemon(path: &Path, console: &Console) -> Result<(), StartError> {
+    // Quiet: `start` prints the warnings.
+    let config = load_config(path, console, true).map_err(|errors| {
+        let all: Vec<String> = errors
+            .iter()
+            .map(|e| format!("Error in configuration: {e}"))
+            .collect();
+        StartError::new(ReturnCode::InvalidConfig, all.join("\n"))
+    })?;
+    instance::preflight(&config.main, instance::default_log().as_deref())
+}
+
 /// SIGTERM through a verified pidfd, then wait for it to be gone (SIGKILL after 10 s).
-fn stop(console: &Console) -> ReturnCode {
-    let Some(p) = instance::running() else {
-        return ReturnCode::Success;
-    };
-    let fd = match Pidfd::open_verified(&p) {
+fn stop(p: &ProcInfo, console: &Console) -> ReturnCode {
+    let fd = match Pidfd::open_verified(p) {
         Ok(Some(fd)) => fd,
         Ok(None) => return ReturnCode::Success,
         Err(e) => {
@@ -410,7 +565,7 @@ fn stop(console: &Console) -> ReturnCode {
     if let Err(e) = fd.signal(rustix::process::Signal::TERM) {
         console.error(&format!(
             "Cannot terminate existing usrsvcd process ({e}):\n\n{}\n",
-            process_dict(&p)
+            process_dict(p)
         ));
         return ReturnCode::GeneralFailure;
     }
@@ -424,7 +579,12 @@ fn stop(console: &Console) -> ReturnCode {
 }
 
 /// Checks the config, signals the daemon and reports what the daemon made of it.
-fn reread(path: &Path, console: &Console) -> ReturnCode {
+fn reread(
+    daemon: Option<(ProcInfo, PathBuf)>,
+    path: &Path,
+    force: bool,
+    console: &Console,
+) -> ReturnCode {
     if let Err(errors) = load_config(path, console, false) {
         for e in errors.iter() {
             console.error(&format!("Error in configuration: {e}"));
@@ -432,13 +592,14 @@ fn reread(path: &Path, console: &Console) -> ReturnCode {
         console.error("Error in config, cannot continue.");
         return ReturnCode::InvalidConfig;
     }
-    let Some(p) = instance::running() else {
+    let Some((p, runs)) = daemon else {
         console.error("usrsvcd is not running.");
         return ReturnCode::Success;
     };
-    let before = read_reread_status()
-        .filter(|s| s.0 == p.pid as u32)
-        .map_or(0, |s| s.1);
+    // Past any reread under way: ours comes after it.
+    let before = reread::read_status()
+        .filter(|s| s.pid == p.pid as u32)
+        .map_or(0, |s| s.seq);
     let fd = match Pidfd::open_verified(&p) {
         Ok(Some(fd)) => fd,
         _ => {
@@ -446,24 +607,40 @@ fn reread(path: &Path, console: &Console) -> ReturnCode {
             return ReturnCode::Success;
         }
     };
-    console.info("Config okay, triggering reload...");
+    if force {
+        if let Err(e) = reread::request_force(p.pid) {
+            console.error(&format!("Cannot ask usrsvcd for a forced reread: {e}"));
+            return ReturnCode::GeneralFailure;
+        }
+    }
+    console.info(&format!(
+        "Config okay, triggering reload of {} (usrsvcd pid {})...",
+        runs.display(),
+        p.pid
+    ));
     if let Err(e) = fd.signal(rustix::process::Signal::USR1) {
         console.error(&format!("Cannot signal usrsvcd: {e}"));
         return ReturnCode::GeneralFailure;
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if let Some((pid, seq, ok, errors)) = read_reread_status() {
-            if pid == p.pid as u32 && seq > before {
-                if ok {
-                    console.info("usrsvcd loaded the new config.");
+        if let Some(st) = reread::read_status() {
+            if st.pid == p.pid as u32 && st.seq > before && st.done {
+                let code =
+                    ReturnCode::from_code(i32::from(st.code)).unwrap_or(ReturnCode::GeneralFailure);
+                if code.is_success() {
+                    console.info(&format!("usrsvcd loaded the new config ({}).", st.config));
                     return ReturnCode::Success;
                 }
-                for e in errors {
-                    console.error(&format!("Error in configuration: {e}"));
+                for e in st.errors {
+                    if code == ReturnCode::InvalidConfig {
+                        console.error(&format!("Error in configuration: {e}"));
+                    } else {
+                        console.error(&e);
+                    }
                 }
                 console.error("usrsvcd rejected the new config and keeps the running one.");
-                return ReturnCode::InvalidConfig;
+                return code;
             }
         }
         if fd.wait_exit(Some(Duration::from_millis(20))) {
@@ -471,7 +648,7 @@ fn reread(path: &Path, console: &Console) -> ReturnCode {
             return ReturnCode::GeneralFailure;
         }
     }
-    console.error("usrsvcd did not report on the reread within 30 s.");
+    console.error("usrsvcd did not report on the reread within 30 s (it may still be at it).");
     ReturnCode::GeneralFailure
 }
 

@@ -263,6 +263,7 @@ fn repair(config: &Config, name: &str, flags: &Flags<'_>, console: &Console) -> 
         reason: reason.as_deref(),
         step: false,
         expect: None,
+        replaces: None,
     };
     let mut code = ReturnCode::Success;
     for check in checks {

@@ -61,6 +61,7 @@ pub fn run_group(
         // steps of a restart do not (see `Request::step`).
         step: action == Action::Restart,
         expect: None,
+        replaces: None,
     };
     match action {
         Action::Status => worst(

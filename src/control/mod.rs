@@ -172,6 +172,8 @@ pub struct Request<'r> {
     /// `usrsvc restart` came first), or none, nothing is done: a second restart would undo
     /// the first.
     pub expect: Option<(i32, u64)>,
+    /// The process a crash restart replaces (it died): its pid goes into the audit record.
+    pub replaces: Option<i32>,
 }
 
 impl<'r> Request<'r> {
@@ -183,6 +185,7 @@ impl<'r> Request<'r> {
             reason,
             step: false,
             expect: None,
+            replaces: None,
         }
     }
 }
@@ -285,8 +288,15 @@ pub fn run_as(
                 (true, true) => "ok",
                 (true, false) => "failed",
             };
-            let old = if fresh { None } else { launched };
-            audit::record(config, name, "start", req, result, old, launched, report);
+            let old = req.replaces.or(if fresh { None } else { launched });
+            // A crash restart that finds the program running as another process: a hand-over
+            // (or a start by other means), adopted.
+            let what = if !fresh && req.replaces.is_some() {
+                "adopt"
+            } else {
+                "start"
+            };
+            audit::record(config, name, what, req, result, old, launched, report);
             outcome
         }
         Action::Stop => {

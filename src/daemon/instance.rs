@@ -4,8 +4,11 @@
 //! The lock is an `flock` on `usrsvcd.lock` in the private runtime directory, held for the
 //! daemon's whole life and released by the kernel however it ends; the file holds the
 //! holder's pid and start ticks, so the daemon is identified by lock + pid + start time + uid,
-//! never by a substring of a cmdline (1.5.13, §6.9). The `[Main] pidfile` is written for
-//! compatibility and removed at exit. This module does not supervise anything.
+//! never by a substring of a cmdline (1.5.13, §6.9), and, on its second line, the main config
+//! file the daemon runs, so `usrsvcd --config B stop` can refuse to act on a daemon of config
+//! A. The `[Main] pidfile` is written for compatibility and removed at exit. `preflight`
+//! checks what a new daemon needs without touching anything (for `usrsvcd restart`, before it
+//! stops the running one). This module does not supervise anything.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -54,9 +57,10 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// Takes the instance lock and writes both pid records. `Err` with ALREADY_RUNNING when
-    /// another daemon holds the lock.
-    pub fn claim(pidfile: &Path) -> Result<Instance, StartError> {
+    /// Takes the instance lock and writes both pid records, and the main config file the
+    /// daemon runs into the lock. `Err` with ALREADY_RUNNING when another daemon holds the
+    /// lock.
+    pub fn claim(pidfile: &Path, config: &Path) -> Result<Instance, StartError> {
         let path = lock_path()?;
         let file = open_lock_file(&path).map_err(|e| {
             StartError::new(
@@ -76,10 +80,11 @@ impl Instance {
         };
         let me = proc::read_proc(std::process::id() as i32)
             .ok_or_else(|| StartError::new(ReturnCode::UnknownFailure, "cannot read /proc/self"))?;
-        let record = format!("{} {}\n", me.pid, me.start_ticks);
-        let written = lock
-            .set_len(0)
-            .and_then(|()| (&*lock).write_all(record.as_bytes()));
+        // Line 1 as before (older readers take its first two words); the rest is the path.
+        let mut record = format!("{} {}\n", me.pid, me.start_ticks).into_bytes();
+        record.extend_from_slice(config.as_os_str().as_encoded_bytes());
+        record.push(b'\n');
+        let written = lock.set_len(0).and_then(|()| (&*lock).write_all(&record));
         if let Err(e) = written {
             return Err(StartError::new(
                 ReturnCode::InsufficientPermissions,
@@ -98,24 +103,32 @@ impl Instance {
         })
     }
 
-    /// A reread may move the pidfile: the old one goes, the new one is written.
-    pub fn move_pidfile(&mut self, to: &Path) -> std::io::Result<()> {
+    /// The pidfile the daemon holds.
+    pub fn pidfile(&self) -> &Path {
+        &self.pidfile
+    }
+
+    /// A reread moved the pidfile (the reread thread wrote `to`): the old one goes.
+    pub fn pidfile_moved(&mut self, to: &Path) {
         if to == self.pidfile {
-            return Ok(());
+            return;
         }
-        proc::write_pidfile(to, std::process::id() as i32)?;
         self.remove_pidfile();
         self.pidfile = to.to_path_buf();
-        Ok(())
+    }
+
+    /// Removes a pidfile a reread wrote and that is not applied after all.
+    pub fn discard_pidfile(path: &Path) {
+        if let proc::PidfileRead::Pid { pid, .. } = proc::read_pidfile(path) {
+            if pid == std::process::id() as i32 {
+                let _ = std::fs::remove_file(path);
+            }
+        }
     }
 
     fn remove_pidfile(&self) {
         // Only our own: a pidfile that names someone else is not ours to remove.
-        if let proc::PidfileRead::Pid { pid, .. } = proc::read_pidfile(&self.pidfile) {
-            if pid == std::process::id() as i32 {
-                let _ = std::fs::remove_file(&self.pidfile);
-            }
-        }
+        Instance::discard_pidfile(&self.pidfile);
     }
 }
 
@@ -128,6 +141,12 @@ impl Drop for Instance {
 /// The running daemon of this user, proven by the held lock, the pid and start time it
 /// recorded, and the uid. None when no daemon runs.
 pub fn running() -> Option<ProcInfo> {
+    running_with_config().map(|(p, _)| p)
+}
+
+/// `running()`, with the main config file the daemon runs (None from a daemon that did not
+/// record it).
+pub fn running_with_config() -> Option<(ProcInfo, Option<PathBuf>)> {
     let path = lock_path().ok()?;
     let mut file = std::fs::OpenOptions::new()
         .read(true)
@@ -138,14 +157,109 @@ pub fn running() -> Option<ProcInfo> {
     if Flock::lock(file.try_clone().ok()?, FlockArg::LockSharedNonblock).is_ok() {
         return None;
     }
-    let mut text = String::new();
-    file.read_to_string(&mut text).ok()?;
-    let mut words = text.split_whitespace();
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    let (first, rest) = match bytes.iter().position(|b| *b == b'\n') {
+        Some(i) => (&bytes[..i], &bytes[i + 1..]),
+        None => (&bytes[..], &[][..]),
+    };
+    let first = std::str::from_utf8(first).ok()?;
+    let mut words = first.split_whitespace();
     let pid: i32 = words.next()?.parse().ok()?;
     let ticks: u64 = words.next()?.parse().ok()?;
     let info = proc::read_proc(pid)?;
-    (info.belongs_to(proc::my_uid()) && info.start_ticks == ticks && info.is_alive())
-        .then_some(info)
+    if !(info.belongs_to(proc::my_uid()) && info.start_ticks == ticks && info.is_alive()) {
+        return None;
+    }
+    let config = rest.strip_suffix(b"\n").unwrap_or(rest);
+    let config = (!config.is_empty()).then(|| {
+        use std::os::unix::ffi::OsStrExt;
+        PathBuf::from(std::ffi::OsStr::from_bytes(config))
+    });
+    Some((info, config))
+}
+
+/// Whether `a` and `b` name the same main config file: the same file once symlinks are
+/// resolved, else (one of them does not exist) the same absolute path.
+pub fn same_config(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => std::path::absolute(a).ok() == std::path::absolute(b).ok(),
+    }
+}
+
+/// What a new daemon of `main` needs and could not get, checked without creating or writing
+/// anything (the running daemon's files stay as they are): its logs (or `default_log`) can be
+/// appended to or created, and its pidfile written. The checks are `access(2)` with our real
+/// uid, the uid the new daemon runs as, and, when the logs exist as regular files, the same
+/// open for append the new daemon does.
+pub fn preflight(main: &MainConfig, default_log: Option<&Path>) -> Result<(), StartError> {
+    let mut logs: Vec<(&Path, &str)> = Vec::new();
+    if let Some(p) = main.usrsvcd_stdout.as_deref().or(default_log) {
+        logs.push((p, "usrsvcd_stdout"));
+    }
+    if let Some(LogTarget::Path(p)) = &main.usrsvcd_stderr {
+        logs.push((p, "usrsvcd_stderr"));
+    }
+    // When every log is a regular file already, opening them for append (what the new daemon
+    // does) changes nothing, and runs every check the open itself makes.
+    let all_regular = logs
+        .iter()
+        .all(|(p, _)| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()));
+    for (path, which) in logs {
+        writable(path, false).map_err(|e| {
+            StartError::new(
+                ReturnCode::InsufficientPermissions,
+                format!(
+                    "Cannot open {which} ( {} ) for writing: {e}",
+                    path.display()
+                ),
+            )
+        })?;
+    }
+    if all_regular {
+        drop(open_log_files(main, default_log)?);
+    }
+    // The pidfile is replaced by a rename: its folder must be writable.
+    writable(&main.pidfile, true).map_err(|e| {
+        StartError::new(
+            ReturnCode::InsufficientPermissions,
+            format!(
+                "Failed to write PID file ( {} ): {e}",
+                main.pidfile.display()
+            ),
+        )
+    })
+}
+
+/// Whether `path` can be appended to (it exists) or created (its folder is writable); with
+/// `replace`, whether its folder is writable in any case.
+fn writable(path: &Path, replace: bool) -> std::io::Result<()> {
+    use nix::unistd::{access, AccessFlags};
+    let folder = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    // The folder checks the new daemon's open will make (`fsafe`): not writable by others.
+    crate::fsafe::check_folder(folder)?;
+    let exists = std::fs::symlink_metadata(path).is_ok();
+    if exists {
+        access(path, AccessFlags::W_OK)?;
+    }
+    if replace || !exists {
+        match std::fs::metadata(folder) {
+            Ok(m) if !m.is_dir() => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotADirectory,
+                    format!("{} is not a folder", folder.display()),
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(e),
+        }
+        access(folder, AccessFlags::W_OK | AccessFlags::X_OK)?;
+    }
+    Ok(())
 }
 
 /// Asks the running daemon, if any, to look again at the programs it does not see running
@@ -164,6 +278,20 @@ pub fn nudge() {
 /// which also serves log rotation. `default_log` is used for both when `usrsvcd_stdout` is
 /// unset (a detached daemon must not write to the terminal it left).
 pub fn open_logs(main: &MainConfig, default_log: Option<&Path>) -> Result<(), StartError> {
+    open_log_files(main, default_log)?.install()
+}
+
+/// The daemon's log files, opened and not yet installed as fds 1 and 2: a reread opens them
+/// in its own thread (an open can block), the loop installs them.
+#[derive(Debug)]
+pub struct Logs {
+    out: Option<File>,
+    err: Option<File>,
+    err_follows_out: bool,
+}
+
+/// Opens the logs `open_logs` installs.
+pub fn open_log_files(main: &MainConfig, default_log: Option<&Path>) -> Result<Logs, StartError> {
     // Through `fsafe`: a FIFO planted as the log fails here at once (at a reread too, which is
     // then rejected), and a symlink or a folder another user can write is refused.
     let open = |path: &Path, which: &str| {
@@ -191,16 +319,27 @@ pub fn open_logs(main: &MainConfig, default_log: Option<&Path>) -> Result<(), St
     let detached = default_log.is_some();
     let err_follows_out = matches!(main.usrsvcd_stderr, Some(LogTarget::Stdout))
         || (main.usrsvcd_stderr.is_none() && (detached || main.usrsvcd_stdout.is_none()));
-    if let Some(f) = &out {
-        redirect(f, 1)?;
-        if err_follows_out {
+    Ok(Logs {
+        out,
+        err,
+        err_follows_out,
+    })
+}
+
+impl Logs {
+    /// Points fds 1 and 2 at the files (a `dup2` each: never blocks).
+    pub fn install(self) -> Result<(), StartError> {
+        if let Some(f) = &self.out {
+            redirect(f, 1)?;
+            if self.err_follows_out {
+                redirect(f, 2)?;
+            }
+        }
+        if let Some(f) = &self.err {
             redirect(f, 2)?;
         }
+        Ok(())
     }
-    if let Some(f) = &err {
-        redirect(f, 2)?;
-    }
-    Ok(())
 }
 
 fn redirect(file: &File, to: i32) -> Result<(), StartError> {

@@ -4,7 +4,8 @@
 //! and is adopted again by the next daemon.
 //!
 //! `instance` owns "one daemon per user" (lock, pidfile, logs, readiness); `supervise` the
-//! event loop; `policy` the pure restart rules; `monitor` the observations behind
+//! event loop; `reread` the reread, prepared in a thread of its own; `policy` the pure restart
+//! rules; `monitor` the observations behind
 //! `[[Monitoring]]`; `log` the log lines. Starting and signalling programs stays in `control`:
 //! the daemon runs each start or restart in a worker process (`usrsvcd --worker`).
 
@@ -13,6 +14,7 @@ pub mod log;
 pub mod monitor;
 pub mod planned;
 pub mod policy;
+pub mod reread;
 pub mod supervise;
 
 pub use log::{Format, Log};

@@ -15,7 +15,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -26,18 +26,24 @@ use super::log::Log;
 use super::monitor;
 use super::planned::{self, Planned};
 use super::policy::{decide, Down, LeaveReason, Policy, Verdict};
+use super::reread;
 use crate::alert::{AlertEvent, AlertKind, Alerts, Deliverer};
 use crate::config::{Config, ProgramConfig};
 use crate::control::signal::Pidfd;
 use crate::control::{
     find_running, group, hold, identify, Action, Mode, ProgramLock, Report, Trigger,
 };
+use crate::exit::ReturnCode;
 use crate::health;
 use crate::proc::{self, Matcher, ProcInfo};
 
 /// `usrsvcd status` reads the daemon's view of its programs from this file.
 pub const STATE_FILE: &str = "usrsvcd.state";
 
+/// How many programs in `Phase::Unknown` one wake-up looks at (each look may be a scan).
+const OBSERVE_PER_WAKEUP: usize = 8;
+/// How long a reread may be under way before a new one is started without waiting for it.
+const REREAD_STUCK: Duration = Duration::from_secs(30);
 /// How often a program's process is looked at in the `/proc` polling mode.
 const POLL_EVERY: Duration = Duration::from_millis(500);
 /// How long a monitor check may hang before the daemon says so and queues no more.
@@ -163,8 +169,10 @@ struct Prog {
     health: BTreeMap<String, HealthSeen>,
     /// Why the due planned restart waits (logged once per cause).
     held: Option<String>,
-    /// A monitor or health restart was refused by the kill switch (logged once).
+    /// A monitor or health restart was refused by the kill switch (logged once per episode).
     switch_logged: bool,
+    /// The pid of its last watched process, once that exited: what a crash restart replaces.
+    last_pid: Option<i32>,
 }
 
 /// A monitor or health restart waiting out its back-off. Its failure is counted and its mail
@@ -203,6 +211,12 @@ struct GroupState {
 impl Prog {
     fn new(cfg: ProgramConfig, log: &Log) -> Prog {
         let matcher = Matcher::new(&cfg.command, cfg.useshell, cfg.proctitle_re.as_deref())
+            .map_err(|e| e.to_string());
+        Prog::with_matcher(cfg, matcher, log)
+    }
+
+    fn with_matcher(cfg: ProgramConfig, matcher: Result<Matcher, String>, log: &Log) -> Prog {
+        let matcher = matcher
             .map_err(|e| log.error(&format!("({}) - Cannot build a matcher: {e}", cfg.name)))
             .ok();
         Prog {
@@ -221,6 +235,7 @@ impl Prog {
             health: BTreeMap::new(),
             held: None,
             switch_logged: false,
+            last_pid: None,
         }
     }
 
@@ -259,6 +274,13 @@ pub struct Daemon {
     alerts: Option<Alerts>,
     mailer: Deliverer,
     reread_seq: u64,
+    /// Outcomes of reread threads.
+    reread_tx: mpsc::Sender<(u64, reread::Outcome)>,
+    reread_rx: mpsc::Receiver<(u64, reread::Outcome)>,
+    /// The reread under way (its seq and when it began), and whether another was asked for
+    /// meanwhile.
+    reread_busy: Option<(u64, Instant)>,
+    reread_again: bool,
     /// The state last written for `usrsvcd status`.
     published: String,
     /// What `published` was made from, to skip rebuilding it when nothing changed.
@@ -289,6 +311,7 @@ impl Daemon {
             Arc::new(move |line: &str| sink.error(&format!("MAIL: {line}"))),
         );
         let wants_alerts = config.programs.iter().any(|p| p.email_alerts.is_some());
+        let (reread_tx, reread_rx) = mpsc::channel();
         let mut progs = BTreeMap::new();
         for p in &config.programs {
             progs.insert(p.name.clone(), Prog::new(p.clone(), &opts.log));
@@ -307,6 +330,10 @@ impl Daemon {
             alerts: wants_alerts.then(Alerts::new),
             mailer,
             reread_seq: 0,
+            reread_tx,
+            reread_rx,
+            reread_busy: None,
+            reread_again: false,
             published: String::new(),
             published_signature: Vec::new(),
             trimmed: false,
@@ -330,7 +357,7 @@ impl Daemon {
             self.observe(name);
         }
         ready();
-        write_reread_status(0, true, &[]);
+        self.reread_status(0, true, ReturnCode::Success, &[]);
         loop {
             if self.signals.term.swap(false, Ordering::SeqCst) {
                 self.log()
@@ -338,8 +365,9 @@ impl Daemon {
                 break;
             }
             if self.signals.reread.swap(false, Ordering::SeqCst) {
-                self.reread();
+                self.ask_reread();
             }
+            self.reread_results();
             if self.signals.child.swap(false, Ordering::SeqCst) {
                 self.reap();
             }
@@ -356,6 +384,14 @@ impl Daemon {
             }
         }
         instance::notify("STOPPING=1");
+        // A reread that is ready but not applied must not leave its pidfile behind.
+        for (_, outcome) in self.reread_rx.try_iter() {
+            if let reread::Outcome::Ready(prep) = outcome {
+                if prep.pidfile_moved {
+                    Instance::discard_pidfile(&prep.config.main.pidfile);
+                }
+            }
+        }
         if let Ok(dir) = crate::control::runtime_dir() {
             let _ = std::fs::remove_file(dir.join(STATE_FILE));
         }
@@ -391,6 +427,8 @@ impl Daemon {
             })
             .collect();
         signature.push((255, 0, 0, self.health_gen, false));
+        // A reread changes the kill switch and config a reader sees.
+        signature.push((254, 0, 0, self.reread_seq, self.reread_busy.is_some()));
         if signature == self.published_signature {
             return;
         }
@@ -471,6 +509,12 @@ impl Daemon {
                         .map(|(_, pl)| pl.fire.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)),
                     _ => None,
                 };
+                // When the next automatic (re)start or pending restart is due (back-off).
+                let backoff_until = match &p.phase {
+                    Phase::Waiting { until, .. } => Some(at(*until)),
+                    Phase::Running(r) => r.restart_at.as_ref().map(|r| at(r.at)),
+                    _ => None,
+                };
                 serde_json::json!({
                     "name": p.cfg.name,
                     "state": state,
@@ -478,14 +522,21 @@ impl Daemon {
                     "detail": detail,
                     "failures": p.failures,
                     "restarts": p.restarts,
+                    "backoff_until": backoff_until,
                     "health": health,
                     "next_planned_restart": plan,
                     "planned_restart_held": p.held,
                 })
             })
             .collect();
-        let doc =
-            serde_json::json!({ "pid": std::process::id(), "programs": programs }).to_string();
+        let doc = serde_json::json!({
+            "pid": std::process::id(),
+            "config_file": self.opts.config_path.display().to_string(),
+            "kill_switch_file": self.config.main.kill_switch_file.as_ref().map(|f| f.display().to_string()),
+            "reread_in_progress": self.reread_busy.is_some(),
+            "programs": programs,
+        })
+        .to_string();
         if doc == self.published {
             return;
         }
@@ -590,11 +641,21 @@ impl Daemon {
     /// Everything whose time has come.
     fn timers(&mut self, now: Instant) {
         let names: Vec<String> = self.progs.keys().cloned().collect();
+        // A look at an unknown program may scan every process: a few per wake-up, so that
+        // a reread that adds many programs never keeps the loop from a crash for long (the
+        // rest stay due, and the next wake-up follows at once).
+        let mut looks = OBSERVE_PER_WAKEUP;
         for name in names {
             let Some(p) = self.progs.get_mut(&name) else {
                 continue;
             };
             if p.recheck_at.is_some_and(|t| t <= now) {
+                if matches!(p.phase, Phase::Unknown) {
+                    if looks == 0 {
+                        continue;
+                    }
+                    looks -= 1;
+                }
                 p.recheck_at = None;
                 match p.phase {
                     Phase::Unknown => self.observe(&name),
@@ -998,20 +1059,8 @@ impl Daemon {
                 let found = self.handed_over_to(name);
                 skip_scan = found == Descendants::None;
                 if let Descendants::Copy(info) = found {
-                    log.for_program(name).info(&format!(
-                        "Matched {name} from running process (pid {}, started by the copy that exited).",
-                        info.pid
-                    ));
-                    if let Some(p) = self.progs.get(name).filter(|p| p.cfg.autopid) {
-                        if let Err(e) = identify::write_pidfile(&p.cfg, &info) {
-                            log.for_program(name).error(&format!(
-                                "({name}) - Cannot write pidfile {}: {e}",
-                                p.cfg.pidfile.display()
-                            ));
-                        }
-                    }
-                    drop(lock);
-                    self.watch(name, info);
+                    let old = self.progs.get(name).and_then(|p| p.last_pid).unwrap_or(0);
+                    self.adopt_hand_over(name, old, info, lock);
                     return;
                 }
             }
@@ -1056,6 +1105,10 @@ impl Daemon {
             .arg(format!("--reason={why}"));
         if let Some(info) = expect {
             cmd.arg(format!("--expect={}:{}", info.pid, info.start_ticks));
+        }
+        // A crash restart: the process that died, for the worker's audit record.
+        if let Some(old) = p.last_pid.filter(|_| trigger == Trigger::Crash) {
+            cmd.arg(format!("--replaces={old}"));
         }
         if log.debug {
             cmd.arg("--debug");
@@ -1103,6 +1156,65 @@ impl Daemon {
         self.groups_dirty = true;
         // The Child handle is dropped without waiting: `reap` collects it on SIGCHLD.
         drop(child);
+    }
+
+    /// `name`'s process `old` exited, and `info` is a copy of the program that it started (a
+    /// hand-over, as nginx's binary upgrade does): adopted, logged and audited as such.
+    fn adopt_hand_over(&mut self, name: &str, old: i32, info: ProcInfo, lock: ProgramLock) {
+        let log = self.opts.log.for_program(name);
+        log.info(&format!(
+            "Matched {name} from running process (pid {}, started by the copy that exited): {name} handed over from pid {old} to pid {}; adopting it, no restart.",
+            info.pid, info.pid
+        ));
+        if let Some(p) = self.progs.get(name).filter(|p| p.cfg.autopid) {
+            if let Err(e) = identify::write_pidfile(&p.cfg, &info) {
+                log.error(&format!(
+                    "({name}) - Cannot write pidfile {}: {e}",
+                    p.cfg.pidfile.display()
+                ));
+            }
+        }
+        drop(lock);
+        let record = crate::audit::Record::new(
+            name,
+            "adopt",
+            Trigger::Crash,
+            Some(format!(
+                "hand-over: pid {old} exited and left a copy of the program it started (pid {})",
+                info.pid
+            )),
+            "handover",
+            Some(old),
+            Some(info.pid),
+        );
+        self.audit_off_loop(name, record);
+        self.watch(name, info);
+    }
+
+    /// Appends an audit record in a thread of its own: a syslog target that does not answer
+    /// may take seconds, and the loop must go on noticing crashes meanwhile.
+    fn audit_off_loop(&self, program: &str, record: crate::audit::Record) {
+        let trail = crate::control::audit::audit_log(&self.config);
+        let log = self.opts.log.for_program(program);
+        let program = program.to_string();
+        let spawned = std::thread::Builder::new()
+            .name("usrsvcd-audit".into())
+            .spawn(move || match trail {
+                Some(trail) => {
+                    for problem in trail.append(&record) {
+                        log.error(&format!("({program}) - Warning: audit: {problem}"));
+                    }
+                }
+                None => log.error(&format!(
+                    "({program}) - Warning: no state directory, the {} is not in the audit log.",
+                    record.action
+                )),
+            });
+        if let Err(e) = spawned {
+            self.opts
+                .log
+                .error(&format!("Cannot write an audit record: {e}"));
+        }
     }
 
     /// Collects every exited child: workers, and programs we are the subreaper of.
@@ -1226,6 +1338,12 @@ impl Daemon {
         let Phase::Running(run) = std::mem::replace(&mut p.phase, Phase::Unknown) else {
             return;
         };
+        p.last_pid = Some(run.info.pid);
+        // Its verdicts were about the process that is gone: a stopped program is not "healthy".
+        if !p.health.is_empty() {
+            p.health.clear();
+            self.health_gen += 1;
+        }
         self.groups_dirty = true;
         if let Some(h) = self.health.as_mut() {
             h.unwatch(name);
@@ -1275,6 +1393,26 @@ impl Daemon {
             self.down(name);
             return;
         }
+        // Our descendant, which may have handed over to a copy it started (a binary upgrade):
+        // that is no crash, and nothing is restarted.
+        if status.is_some() {
+            if let Ok(Some(lock)) = ProgramLock::try_acquire(name) {
+                if let Descendants::Copy(info) = self.handed_over_to(name) {
+                    if let Some(p) = self.progs.get_mut(name) {
+                        p.own_exit = None;
+                    }
+                    log.for_program(name).info(&format!(
+                        "{name} (pid {}) exited {how} after starting a copy of itself.",
+                        run.info.pid
+                    ));
+                    self.adopt_hand_over(name, run.info.pid, info, lock);
+                    return;
+                }
+            }
+        }
+        let Some(p) = self.progs.get_mut(name) else {
+            return;
+        };
         p.failures = p.policy().after_run(p.failures, Some(uptime));
         p.cause = format!(
             "crashed: pid {} exited {how} after running {:.1} s",
@@ -1348,8 +1486,10 @@ impl Daemon {
                 continue;
             }
             run.monitor_pending = false;
-            if let Some(trigger) = v.trigger {
-                self.monitor_fired(&v.name, trigger, Instant::now());
+            match v.trigger {
+                Some(trigger) => self.monitor_fired(&v.name, trigger, Instant::now()),
+                // Back within its limits: an episode the kill switch held back is over.
+                None => p.switch_logged = false,
             }
         }
     }
@@ -1366,13 +1506,21 @@ impl Daemon {
         if run.restart_at.is_some() || !p.cfg.enabled || p.failed {
             return;
         }
-        log.for_program(name).error(&format!(
-            "MONITOR ( {} ): {}",
-            trigger.monitor, trigger.reason
-        ));
+        // While the kill switch holds the restart back, the program stays over its limit and
+        // every check says so again: the episode is logged once, at its start (it ends when
+        // a check passes, or with a new process once the switch is off).
         if let Some(switch) = hold::kill_switch(&self.config) {
-            if !p.switch_logged {
+            if p.switch_logged {
+                log.for_program(name).debug(&format!(
+                    "({name}) - MONITOR ( {} ) still fires; held back by the kill switch (logged once)",
+                    trigger.monitor
+                ));
+            } else {
                 p.switch_logged = true;
+                log.for_program(name).error(&format!(
+                    "MONITOR ( {} ): {}",
+                    trigger.monitor, trigger.reason
+                ));
                 log.for_program(name).error(&format!(
                     "{name}: not restarting it for the monitor: the kill switch {} is on.",
                     switch.display()
@@ -1380,6 +1528,10 @@ impl Daemon {
             }
             return;
         }
+        log.for_program(name).error(&format!(
+            "MONITOR ( {} ): {}",
+            trigger.monitor, trigger.reason
+        ));
         let audit_trigger = Trigger::Monitor(monitor_key(trigger.monitor).to_string());
         let uptime = now.saturating_duration_since(run.started);
         let policy = Policy::of(&p.cfg);
@@ -1492,8 +1644,6 @@ impl Daemon {
                         "{program}: repair of health check {check} ran ({}) and the check passes again.",
                         repair.describe()
                     ));
-                    // Written off the loop: a syslog target that does not answer may take
-                    // seconds, and the loop must go on noticing crashes meanwhile.
                     let record = crate::audit::Record::new(
                         &program,
                         format!("repair:{check}"),
@@ -1503,25 +1653,7 @@ impl Daemon {
                         Some(pid),
                         Some(pid),
                     );
-                    let trail = crate::control::audit::audit_log(&self.config);
-                    let log = self.opts.log.for_program(&program);
-                    let spawned = std::thread::Builder::new()
-                        .name("usrsvcd-audit".into())
-                        .spawn(move || match trail {
-                            Some(trail) => {
-                                for problem in trail.append(&record) {
-                                    log.error(&format!("({program}) - Warning: audit: {problem}"));
-                                }
-                            }
-                            None => log.error(&format!(
-                                "({program}) - Warning: no state directory, the repair is not in the audit log."
-                            )),
-                        });
-                    if let Err(e) = spawned {
-                        self.opts
-                            .log
-                            .error(&format!("Cannot write an audit record: {e}"));
-                    }
+                    self.audit_off_loop(&program, record);
                 }
                 health::Event::Act {
                     program,
@@ -1950,63 +2082,160 @@ impl Daemon {
         }
     }
 
-    /// SIGUSR1/SIGHUP: load the config again; keep the running one when the new one is bad.
-    fn reread(&mut self) {
+    /// SIGUSR1/SIGHUP: a reread, prepared in a thread of its own (see `reread`); one at a
+    /// time, and one more after it when asked for meanwhile.
+    fn ask_reread(&mut self) {
         let log = self.opts.log.clone();
+        if let Some((seq, since)) = self.reread_busy {
+            // A reread hung on a file (a FIFO, a dead network filesystem) must not hold back
+            // every later one: it is left behind, and its outcome ignored when it comes.
+            if since.elapsed() < REREAD_STUCK {
+                self.reread_again = true;
+                return;
+            }
+            log.error(&format!(
+                "The reread started {} s ago (#{seq}) is still under way (a file that hangs?); starting another, and that one's outcome will be ignored.",
+                since.elapsed().as_secs()
+            ));
+        }
         instance::notify("RELOADING=1");
         log.info("Got SIGUSR1, reprocessing config.");
         self.reread_seq += 1;
-        let home = crate::cli::home_dir();
-        match crate::config::load(&self.opts.config_path, &home) {
-            Err(errors) => {
-                let msgs: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        let seq = self.reread_seq;
+        let ask = reread::Ask {
+            seq,
+            config_path: self.opts.config_path.clone(),
+            default_log: self.opts.default_log.clone(),
+            managed: self.progs.keys().cloned().collect(),
+            pidfile: self.instance.pidfile().to_path_buf(),
+        };
+        self.reread_status_running(seq);
+        let spawned = self
+            .signals
+            .wake
+            .try_clone()
+            .and_then(|wake| reread::spawn(ask, self.reread_tx.clone(), wake));
+        match spawned {
+            Ok(()) => self.reread_busy = Some((seq, Instant::now())),
+            Err(e) => {
+                self.reject(
+                    ReturnCode::UnknownFailure,
+                    &format!("cannot start a reread thread: {e}"),
+                );
+                instance::notify("READY=1");
+            }
+        }
+    }
+
+    /// Applies what a reread thread has prepared, or says why it is not applied.
+    fn reread_results(&mut self) {
+        while let Ok((seq, outcome)) = self.reread_rx.try_recv() {
+            if self.reread_busy.map(|(s, _)| s) != Some(seq) {
+                // One left behind as hung: its config is older than the one that followed.
+                self.opts.log.error(&format!(
+                    "The reread #{seq}, left behind as hung, is over; its outcome is ignored."
+                ));
+                if let reread::Outcome::Ready(prep) = outcome {
+                    if prep.pidfile_moved && prep.config.main.pidfile != self.instance.pidfile() {
+                        Instance::discard_pidfile(&prep.config.main.pidfile);
+                    }
+                }
+                continue;
+            }
+            self.reread_busy = None;
+            self.reread_outcome(outcome);
+            instance::notify("READY=1");
+        }
+        if self.reread_busy.is_none() && self.reread_again {
+            self.reread_again = false;
+            self.ask_reread();
+        }
+    }
+
+    fn reread_outcome(&mut self, outcome: reread::Outcome) {
+        let log = self.opts.log.clone();
+        let code = outcome.code();
+        match outcome {
+            reread::Outcome::Invalid(msgs) => {
                 for m in &msgs {
                     log.error(&format!("Error in configuration: {m}"));
                 }
                 log.error("Keeping the running configuration.");
-                write_reread_status(self.reread_seq, false, &msgs);
+                self.reread_status(self.reread_seq, false, code, &msgs);
             }
-            Ok(new) => {
-                // The new pidfile and logs first: a config whose files cannot be written is
-                // rejected as a whole, and the running one stays.
-                if let Err(e) = self.instance.move_pidfile(&new.main.pidfile) {
-                    let msg = format!(
-                        "Failed to write PID file ( {} ): {e}",
-                        new.main.pidfile.display()
-                    );
-                    self.reject(&msg);
-                    instance::notify("READY=1");
+            reread::Outcome::Refused(msg) => {
+                log.error(&msg);
+                log.error("Keeping the running configuration.");
+                self.reread_status(self.reread_seq, false, code, &[msg]);
+            }
+            reread::Outcome::CannotApply(msg) => self.reject(code, &msg),
+            reread::Outcome::Ready(prep) => {
+                let reread::Prepared {
+                    config: new,
+                    logs,
+                    matchers,
+                    pidfile_moved,
+                    forced,
+                } = *prep;
+                if let Err(e) = logs.install() {
+                    if pidfile_moved {
+                        Instance::discard_pidfile(&new.main.pidfile);
+                    }
+                    self.reject(ReturnCode::InvalidConfig, &e.message);
                     return;
                 }
-                if let Err(e) = instance::open_logs(&new.main, self.opts.default_log.as_deref()) {
-                    let _ = self.instance.move_pidfile(&self.config.main.pidfile);
-                    self.reject(&e.message);
-                    instance::notify("READY=1");
-                    return;
+                if pidfile_moved {
+                    self.instance.pidfile_moved(&new.main.pidfile);
+                }
+                if let Some(f) = &forced {
+                    log.error(f);
                 }
                 for w in &new.warnings {
                     log.warn(w);
                 }
                 self.mailer.update(&new.main);
-                self.apply(new);
+                self.apply(new, matchers);
                 log.info("Successfully loaded new config.");
                 self.trimmed = false;
-                write_reread_status(self.reread_seq, true, &[]);
+                self.reread_status(self.reread_seq, true, ReturnCode::Success, &[]);
             }
         }
-        instance::notify("READY=1");
     }
 
     /// A reread that cannot be applied: logged, reported to `usrsvcd reread`, old config kept.
-    fn reject(&mut self, msg: &str) {
+    fn reject(&mut self, code: ReturnCode, msg: &str) {
         self.opts
             .log
             .error(&format!("Cannot apply the new config: {msg}"));
         self.opts.log.error("Keeping the running configuration.");
-        write_reread_status(self.reread_seq, false, &[msg.to_string()]);
+        self.reread_status(self.reread_seq, false, code, &[msg.to_string()]);
     }
 
-    fn apply(&mut self, new: Config) {
+    fn reread_status(&self, seq: u64, ok: bool, code: ReturnCode, errors: &[String]) {
+        reread::write_status(&reread::Status {
+            pid: std::process::id(),
+            seq,
+            done: true,
+            code: if ok { 0 } else { code.code() },
+            errors: errors.to_vec(),
+            config: self.opts.config_path.display().to_string(),
+        });
+    }
+
+    fn reread_status_running(&self, seq: u64) {
+        reread::write_status(&reread::Status {
+            pid: std::process::id(),
+            seq,
+            done: false,
+            code: 0,
+            errors: Vec::new(),
+            config: self.opts.config_path.display().to_string(),
+        });
+    }
+
+    /// Puts a validated config in force: bounded work (comparisons, the matchers the reread
+    /// thread built), then a look at the programs that are new or changed while down.
+    fn apply(&mut self, new: Config, mut matchers: HashMap<String, Result<Matcher, String>>) {
         let log = self.opts.log.clone();
         let removed: Vec<String> = self
             .progs
@@ -2030,10 +2259,9 @@ impl Daemon {
                 Some(p) if p.cfg != *cfg => {
                     log.for_program(&cfg.name)
                         .info(&format!("{} has new settings.", cfg.name));
-                    let matcher =
-                        Matcher::new(&cfg.command, cfg.useshell, cfg.proctitle_re.as_deref()).ok();
+                    let matcher = take_matcher(&mut matchers, cfg);
                     p.cfg = cfg.clone();
-                    p.matcher = matcher;
+                    p.matcher = matcher.ok();
                     // New monitor settings apply to the running process from now on.
                     if let Phase::Running(run) = &mut p.phase {
                         run.monitor_at = first_check(&p.cfg, run.started, self.epoch);
@@ -2046,8 +2274,11 @@ impl Daemon {
                 None => {
                     log.for_program(&cfg.name)
                         .info(&format!("{} is new in the config.", cfg.name));
-                    self.progs
-                        .insert(cfg.name.clone(), Prog::new(cfg.clone(), &log));
+                    let matcher = take_matcher(&mut matchers, cfg);
+                    self.progs.insert(
+                        cfg.name.clone(),
+                        Prog::with_matcher(cfg.clone(), matcher, &log),
+                    );
                     fresh.push(cfg.name.clone());
                 }
             }
@@ -2078,8 +2309,15 @@ impl Daemon {
             }
             self.health_watch(&name);
         }
+        // Looked at by the timers, a few per wake-up (see `timers`).
+        let now = Instant::now();
         for name in fresh {
-            self.observe(&name);
+            if let Some(p) = self.progs.get_mut(&name) {
+                if !matches!(p.phase, Phase::Running(_) | Phase::Working { .. }) {
+                    p.phase = Phase::Unknown;
+                    p.recheck_at = Some(now);
+                }
+            }
         }
     }
 }
@@ -2246,35 +2484,15 @@ fn describe_exit(status: Option<WaitStatus>) -> String {
     }
 }
 
-/// The outcome of the last reread, for `usrsvcd reread` to wait on and report.
-fn write_reread_status(seq: u64, ok: bool, errors: &[String]) {
-    let Ok(dir) = crate::control::runtime_dir() else {
-        return;
-    };
-    let doc = serde_json::json!({
-        "pid": std::process::id(),
-        "seq": seq,
-        "ok": ok,
-        "errors": errors,
-    });
-    let _ = proc::write_atomic(&dir.join("usrsvcd.reread"), doc.to_string().as_bytes());
-}
-
-/// The outcome file `write_reread_status` wrote: (daemon pid, seq, ok, errors).
-pub fn read_reread_status() -> Option<(u32, u64, bool, Vec<String>)> {
-    let dir = crate::control::runtime_dir().ok()?;
-    let text = std::fs::read_to_string(dir.join("usrsvcd.reread")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    Some((
-        u32::try_from(v["pid"].as_u64()?).ok()?,
-        v["seq"].as_u64()?,
-        v["ok"].as_bool()?,
-        v["errors"]
-            .as_array()?
-            .iter()
-            .filter_map(|e| e.as_str().map(String::from))
-            .collect(),
-    ))
+/// The matcher the reread thread built for `cfg`, or one built now if it has none.
+fn take_matcher(
+    matchers: &mut HashMap<String, Result<Matcher, String>>,
+    cfg: &ProgramConfig,
+) -> Result<Matcher, String> {
+    matchers.remove(&cfg.name).unwrap_or_else(|| {
+        Matcher::new(&cfg.command, cfg.useshell, cfg.proctitle_re.as_deref())
+            .map_err(|e| e.to_string())
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,284 @@
+//! A reread of the configuration, prepared off the loop's thread. The reread thread loads and
+//! validates the config, decides whether it drops too many programs, builds the matchers,
+//! opens the new logs and writes a moved pidfile; it sends the result back through a channel
+//! and wakes the loop through its wake-up socket. The loop only applies a result that is
+//! complete and valid (bounded work: compare programs, swap descriptors), so a slow config
+//! (a huge file, a hung network filesystem, a FIFO as a log) never delays a crash restart.
+//!
+//! Also the files `usrsvcd reread` talks to the daemon through, in the private runtime
+//! directory: the outcome of the last reread (`usrsvcd.reread`) and the one-shot `--force`
+//! request (`usrsvcd.reread-force`). This module changes nothing the loop owns.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use super::instance::{self, Logs};
+use crate::config::Config;
+use crate::exit::ReturnCode;
+use crate::proc::{self, Matcher};
+
+const STATUS_FILE: &str = "usrsvcd.reread";
+const FORCE_FILE: &str = "usrsvcd.reread-force";
+
+/// Test hook, honoured only by debug builds: while the file this names exists, a reread
+/// thread waits before it loads the config (a stand-in for a config that is slow to load).
+pub const TEST_GATE_VAR: &str = "USRSVCD_TEST_REREAD_GATE";
+
+/// What a reread needs to know of the running daemon.
+pub struct Ask {
+    pub seq: u64,
+    pub config_path: PathBuf,
+    pub default_log: Option<PathBuf>,
+    /// The programs the daemon manages now.
+    pub managed: Vec<String>,
+    /// The pidfile the daemon holds now.
+    pub pidfile: PathBuf,
+}
+
+/// A new config, checked and ready to be applied.
+pub struct Prepared {
+    pub config: Config,
+    pub logs: Logs,
+    /// A matcher (or why there is none) for every program of `config`.
+    pub matchers: HashMap<String, Result<Matcher, String>>,
+    /// The new pidfile was written (it differs from the one the daemon holds).
+    pub pidfile_moved: bool,
+    /// Why the drop rule was overridden, when it was (`--force`).
+    pub forced: Option<String>,
+}
+
+pub enum Outcome {
+    /// The config does not load: every error.
+    Invalid(Vec<String>),
+    /// Valid, but it would drop most programs and no `--force` was given.
+    Refused(String),
+    /// Valid, but a file it names cannot be written (log, pidfile).
+    CannotApply(String),
+    Ready(Box<Prepared>),
+}
+
+impl Outcome {
+    /// The exit code `usrsvcd reread` reports for it.
+    pub fn code(&self) -> ReturnCode {
+        match self {
+            Outcome::Invalid(_) => ReturnCode::InvalidConfig,
+            Outcome::Refused(_) => ReturnCode::GeneralFailure,
+            // As before: a config whose files cannot be written is rejected as a whole.
+            Outcome::CannotApply(_) => ReturnCode::InvalidConfig,
+            Outcome::Ready(_) => ReturnCode::Success,
+        }
+    }
+}
+
+/// Whether a reread that keeps `kept` of the `managed` programs the daemon runs must be
+/// refused without `--force`: it keeps none of them (a config emptied or cut short), or it
+/// drops more than half of them and at least two. Renaming a single program is no loss of
+/// supervision; losing most of them at once is what an editor that truncated the file does.
+pub fn drops_too_many(managed: usize, kept: usize, new_total: usize) -> bool {
+    let dropped = managed.saturating_sub(kept);
+    if managed == 0 || dropped == 0 {
+        return false;
+    }
+    (new_total == 0) || (dropped >= 2 && dropped * 2 > managed)
+}
+
+/// Starts a reread thread; its outcome arrives on `done` (then a byte on `wake`).
+pub fn spawn(
+    ask: Ask,
+    done: mpsc::Sender<(u64, Outcome)>,
+    wake: UnixStream,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("usrsvcd-reread".into())
+        .spawn(move || {
+            let seq = ask.seq;
+            let outcome = prepare(&ask);
+            if done.send((seq, outcome)).is_ok() {
+                let _ = (&wake).write_all(&[1]);
+            }
+        })
+        .map(drop)
+}
+
+fn prepare(ask: &Ask) -> Outcome {
+    test_gate();
+    let force = take_force();
+    let config = match crate::config::load(&ask.config_path, &crate::cli::home_dir()) {
+        Ok(c) => c,
+        Err(errors) => return Outcome::Invalid(errors.iter().map(|e| e.to_string()).collect()),
+    };
+    let kept = ask
+        .managed
+        .iter()
+        .filter(|n| config.program(n).is_some())
+        .count();
+    let mut forced = None;
+    if drops_too_many(ask.managed.len(), kept, config.programs.len()) {
+        let mut dropped: Vec<&str> = ask
+            .managed
+            .iter()
+            .filter(|n| config.program(n).is_none())
+            .map(String::as_str)
+            .collect();
+        let more = dropped.len().saturating_sub(10);
+        dropped.truncate(10);
+        let msg = format!(
+            "The new config would end the supervision of {} of the {} programs usrsvcd manages ({}{}); it has {} program(s). Refusing it (was the file cut short?); \"usrsvcd reread --force\" loads it anyway.",
+            ask.managed.len() - kept,
+            ask.managed.len(),
+            dropped.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() },
+            config.programs.len()
+        );
+        if !force {
+            return Outcome::Refused(msg);
+        }
+        forced = Some(format!(
+            "Forced (usrsvcd reread --force): {} of the {} programs are no longer managed.",
+            ask.managed.len() - kept,
+            ask.managed.len()
+        ));
+    }
+    let matchers = config
+        .programs
+        .iter()
+        .map(|p| {
+            let m = Matcher::new(&p.command, p.useshell, p.proctitle_re.as_deref())
+                .map_err(|e| e.to_string());
+            (p.name.clone(), m)
+        })
+        .collect();
+    // The logs first, then the pidfile: a config whose files cannot be written is rejected
+    // as a whole, and nothing of it is left behind.
+    let logs = match instance::open_log_files(&config.main, ask.default_log.as_deref()) {
+        Ok(l) => l,
+        Err(e) => return Outcome::CannotApply(e.message),
+    };
+    let pidfile_moved = config.main.pidfile != ask.pidfile;
+    if pidfile_moved {
+        if let Err(e) = proc::write_pidfile(&config.main.pidfile, std::process::id() as i32) {
+            return Outcome::CannotApply(format!(
+                "Failed to write PID file ( {} ): {e}",
+                config.main.pidfile.display()
+            ));
+        }
+    }
+    Outcome::Ready(Box::new(Prepared {
+        config,
+        logs,
+        matchers,
+        pidfile_moved,
+        forced,
+    }))
+}
+
+fn test_gate() {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    if let Some(gate) = std::env::var_os(TEST_GATE_VAR) {
+        while Path::new(&gate).exists() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// `usrsvcd reread --force`: the next reread of the daemon `pid` may drop most programs.
+pub fn request_force(pid: i32) -> std::io::Result<()> {
+    let dir = crate::control::runtime_dir().map_err(std::io::Error::other)?;
+    proc::write_atomic(&dir.join(FORCE_FILE), format!("{pid}\n").as_bytes())
+}
+
+/// Takes (removes) a `--force` request meant for this daemon.
+fn take_force() -> bool {
+    let Ok(dir) = crate::control::runtime_dir() else {
+        return false;
+    };
+    let path = dir.join(FORCE_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return false;
+    };
+    let _ = std::fs::remove_file(&path);
+    text.trim().parse::<u32>().ok() == Some(std::process::id())
+}
+
+/// Where a reread stands, for `usrsvcd reread` to wait on and report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    pub pid: u32,
+    pub seq: u64,
+    /// Over (the other fields say how), or still under way.
+    pub done: bool,
+    pub code: u8,
+    pub errors: Vec<String>,
+    /// The main config file the daemon reread.
+    pub config: String,
+}
+
+/// Writes the reread's status file (atomically).
+pub fn write_status(status: &Status) {
+    let Ok(dir) = crate::control::runtime_dir() else {
+        return;
+    };
+    let doc = serde_json::json!({
+        "pid": status.pid,
+        "seq": status.seq,
+        "done": status.done,
+        "ok": status.done && status.code == 0,
+        "code": status.code,
+        "errors": status.errors,
+        "config": status.config,
+    });
+    let _ = proc::write_atomic(&dir.join(STATUS_FILE), doc.to_string().as_bytes());
+}
+
+/// The status `write_status` wrote last.
+pub fn read_status() -> Option<Status> {
+    let dir = crate::control::runtime_dir().ok()?;
+    let text = std::fs::read_to_string(dir.join(STATUS_FILE)).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let ok = v["ok"].as_bool()?;
+    Some(Status {
+        pid: u32::try_from(v["pid"].as_u64()?).ok()?,
+        seq: v["seq"].as_u64()?,
+        done: v["done"].as_bool().unwrap_or(true),
+        code: v["code"]
+            .as_u64()
+            .and_then(|c| u8::try_from(c).ok())
+            .unwrap_or(if ok { 0 } else { 130 }),
+        errors: v["errors"]
+            .as_array()?
+            .iter()
+            .filter_map(|e| e.as_str().map(String::from))
+            .collect(),
+        config: v["config"].as_str().unwrap_or_default().to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::drops_too_many;
+
+    #[test]
+    fn the_drop_rule() {
+        // Nothing managed, nothing dropped: fine.
+        assert!(!drops_too_many(0, 0, 0));
+        assert!(!drops_too_many(5, 5, 9));
+        // An emptied config, however few programs ran.
+        assert!(drops_too_many(1, 0, 0));
+        assert!(drops_too_many(2, 0, 0));
+        // Renaming the only program is no loss of supervision.
+        assert!(!drops_too_many(1, 0, 1));
+        // Half is not most; more than half and at least two is.
+        assert!(!drops_too_many(2, 1, 1));
+        assert!(drops_too_many(2, 0, 2));
+        assert!(drops_too_many(3, 1, 1));
+        assert!(!drops_too_many(4, 2, 2));
+        assert!(drops_too_many(4, 1, 1));
+        assert!(drops_too_many(100, 3, 3));
+        assert!(!drops_too_many(100, 60, 60));
+    }
+}
