@@ -107,7 +107,7 @@ fn run(argv: Vec<String>) -> ReturnCode {
     }
     let invalid = |console: &Console| {
         console.error("Invalid number of arguments.");
-        eprint!("{}", usage());
+        super::out::eprint(&usage());
         ReturnCode::GeneralFailure
     };
     let parsed = Args::try_parse_from(&args);
@@ -119,14 +119,14 @@ fn run(argv: Vec<String>) -> ReturnCode {
         return invalid(&console);
     };
     if args.debug && !args.nested {
-        eprintln!("DEBUG ON");
+        super::out::eprint("DEBUG ON\n");
     }
     let path = config_path(args.config.clone());
     let config = match load_config(&path, &console, args.nested) {
         Ok(c) => c,
         Err(errors) => {
             if let Some(first) = errors.first() {
-                eprintln!("ERROR in config: {first}");
+                super::out::eprint(&format!("ERROR in config: {first}\n"));
             }
             return ReturnCode::InvalidConfig;
         }
@@ -186,7 +186,7 @@ fn run(argv: Vec<String>) -> ReturnCode {
     } else {
         let outcome = control::run_as(&config, action, name, &console, &req);
         if args.json {
-            println!("{}", status_json(&config, name, &outcome));
+            super::out::println(&status_json(&config, name, &outcome).to_string());
         } else if action == Action::Status {
             print_health(&config, name);
         }
@@ -255,7 +255,7 @@ fn run_group(
     };
     let code = control::group::run_group(config, action, group, console, req, &member);
     if json {
-        println!("{}", serde_json::Value::Array(outcomes.into_inner()));
+        super::out::println(&serde_json::Value::Array(outcomes.into_inner()).to_string());
     }
     code
 }
@@ -363,7 +363,7 @@ fn run_all(
             .zip(&outcomes)
             .map(|(n, o)| status_json(config, n, o))
             .collect();
-        println!("{}", serde_json::Value::Array(docs));
+        super::out::println(&serde_json::Value::Array(docs).to_string());
     }
     if failed {
         ReturnCode::GeneralFailure
@@ -413,7 +413,7 @@ fn print_health(config: &Config, name: &str) {
         return;
     };
     if let Some(p) = crate::daemon::supervise::program_state(&doc, name) {
-        print!("{}", crate::daemon::supervise::health_lines(p));
+        super::out::print(&crate::daemon::supervise::health_lines(p));
     }
 }
 

@@ -95,7 +95,7 @@ fn run(argv: Vec<String>) -> ReturnCode {
     };
     let Ok(args) = Args::try_parse_from(&args) else {
         console.error("Too many arguments.\n");
-        eprint!("{}", usage());
+        super::out::eprint(&usage());
         return ReturnCode::GeneralFailure;
     };
     let console = Console {
@@ -136,7 +136,7 @@ fn run(argv: Vec<String>) -> ReturnCode {
         [one] => one.as_str(),
         _ => {
             console.error("Too many arguments.\n");
-            eprint!("{}", usage());
+            super::out::eprint(&usage());
             return ReturnCode::GeneralFailure;
         }
     };
@@ -342,7 +342,7 @@ fn status(console: &Console) -> ReturnCode {
         Some(p) => {
             console.info(&format!("usrsvcd is running:\n\n{}\n", process_dict(&p)));
             if let Some(table) = programs_table(p.pid) {
-                print!("{table}");
+                super::out::print(&table);
             }
             ReturnCode::Success
         }

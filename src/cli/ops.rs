@@ -174,7 +174,7 @@ fn health(config: &Config, name: &str, flags: &Flags<'_>, console: &Console) -> 
                         "detail": "not running", "pid": null, "output": "",
                     }));
                     if !flags.json {
-                        println!("{n} {}: failing (not running)", check.name);
+                        super::out::println(&format!("{n} {}: failing (not running)", check.name));
                     }
                 }
             }
@@ -191,14 +191,14 @@ fn health(config: &Config, name: &str, flags: &Flags<'_>, console: &Console) -> 
             }));
             continue;
         }
-        println!(
+        super::out::println(&format!(
             "{} {}: {} ({}, {:.2} s)",
             target.program,
             check.name,
             status_word(&outcome.status),
             outcome.describe(),
             outcome.elapsed.as_secs_f64()
-        );
+        ));
         if outcome.status != Status::Healthy {
             for line in outcome
                 .output
@@ -209,12 +209,12 @@ fn health(config: &Config, name: &str, flags: &Flags<'_>, console: &Console) -> 
                 .iter()
                 .rev()
             {
-                println!("    {line}");
+                super::out::println(&format!("    {line}"));
             }
         }
     }
     if flags.json {
-        println!("{}", serde_json::Value::Array(rows));
+        super::out::println(&serde_json::Value::Array(rows).to_string());
     } else if jobs.is_empty() && rows.is_empty() && name == "all" {
         console.info("No program has a health check ([[HealthCheck:NAME]]).");
     }
@@ -278,7 +278,8 @@ fn repair(config: &Config, name: &str, flags: &Flags<'_>, console: &Console) -> 
             code = ReturnCode::GeneralFailure;
         }
         for l in outcome.output.lines() {
-            println!("    {l}");
+            // The repair is done but its audit record is not: carry on whatever the reader does.
+            super::out::print_or_drop(&format!("    {l}"));
         }
         control::audit::record(
             config,
@@ -323,11 +324,14 @@ fn history(
         ));
     }
     if flags.json {
+        let mut lines = String::new();
         for r in &records {
-            println!("{}", serde_json::to_string(r).unwrap_or_default());
+            lines.push_str(&serde_json::to_string(r).unwrap_or_default());
+            lines.push('\n');
         }
+        super::out::print(&lines);
     } else {
-        print!("{}", crate::audit::format_history(&records));
+        super::out::print(&crate::audit::format_history(&records));
     }
     ReturnCode::Success
 }
