@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod daemon;
+pub mod logs;
 pub mod ops;
 pub mod out;
 pub mod plan;

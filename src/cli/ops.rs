@@ -15,6 +15,8 @@ pub struct Flags<'f> {
     pub force: bool,
     pub json: bool,
     pub count: Option<usize>,
+    /// `-f`: `logs` follows the files.
+    pub follow: bool,
     /// A member's command run by a group or `all`: its parent has said what is shared.
     pub nested: bool,
 }
@@ -93,6 +95,14 @@ pub fn run(
             Some(history(config, name, flags, console))
         }
         ("history", _) => invalid("usrsvc history [NAME] [-n N] [--json]"),
+        ("logs", [name]) => Some(super::logs::logs(
+            config,
+            program(config, name),
+            flags.count.unwrap_or(10),
+            flags.follow,
+            console,
+        )),
+        ("logs", _) => invalid("usrsvc logs NAME [-n N] [-f]"),
         ("plan", []) => Some(super::plan::plan(config, flags.json, console)),
         ("plan", _) => invalid("usrsvc plan [--json]"),
         _ => None,

@@ -17,7 +17,12 @@ pub const BROKEN_PIPE_EXIT: i32 = 141;
 
 /// Writes `text` to stdout; a closed pipe ends the process with [`BROKEN_PIPE_EXIT`].
 pub fn print(text: &str) {
-    if let Err(e) = write_stdout(text) {
+    print_bytes(text.as_bytes());
+}
+
+/// [`print`] of bytes that need not be UTF-8 (a program's log).
+pub fn print_bytes(bytes: &[u8]) {
+    if let Err(e) = write_stdout(bytes) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(BROKEN_PIPE_EXIT);
         }
@@ -32,7 +37,7 @@ pub fn println(text: &str) {
 /// Writes `text` and a newline to stdout, and carries on whatever happens to the write (for
 /// output in the middle of an action that must still finish).
 pub fn print_or_drop(text: &str) {
-    let _ = write_stdout(&format!("{text}\n"));
+    let _ = write_stdout(format!("{text}\n").as_bytes());
 }
 
 /// Writes `text` to stderr; a failed write is ignored (there is nowhere left to say so).
@@ -41,8 +46,8 @@ pub fn eprint(text: &str) {
     let _ = err.write_all(text.as_bytes()).and_then(|()| err.flush());
 }
 
-fn write_stdout(text: &str) -> std::io::Result<()> {
+fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
+    out.write_all(bytes)?;
     out.flush()
 }
