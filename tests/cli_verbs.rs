@@ -458,7 +458,7 @@ fn a_start_that_never_matches_kills_what_it_launched() {
 fn failures_have_the_documented_codes() {
     let t = Env::new();
     t.programs(&[
-        t.program("fails", "false", ""),
+        t.program("fails", &format!("false {}", t.marker), ""),
         t.program("nosuch", "/nonexistent/binary --x", ""),
         t.program("dis", &t.sleep(1), "enabled = 0"),
     ]);
@@ -810,7 +810,7 @@ fn parallel_actions_run_each_program_in_its_own_process() {
     let t = Env::new();
     t.programs(&[
         t.program("good", &t.sleep(1), ""),
-        t.program("bad", "false", ""),
+        t.program("bad", &format!("false {}", t.marker), ""),
         t.program("-dash", &t.sleep(2), ""),
         t.program("--help", &t.sleep(3), ""),
         t.program("amp", &format!("{} &", t.sleep(4)), ""),
@@ -888,7 +888,7 @@ fn a_failed_start_in_start_all_spares_the_programs_started_before_it() {
         ),
         t.program(
             "second",
-            "\"sleep 1; exit 3\"",
+            &format!("\"sleep 1; exit 3; : {}\"", t.marker),
             "useshell = true\nsuccess_seconds = 2",
         ),
     ]);
@@ -1006,7 +1006,7 @@ fn a_failed_start_spares_what_the_callers_other_children_start_later() {
     let t = Env::new();
     t.programs(&[t.program(
         "bad",
-        "\"sleep 1; exit 3\"",
+        &format!("\"sleep 1; exit 3; : {}\"", t.marker),
         "useshell = true\nsuccess_seconds = 2",
     )]);
     let bin = common::bin("usrsvc");
