@@ -618,11 +618,16 @@ fn the_lock_does_not_depend_on_the_environment() {
     let t = Env::new();
     // Without a scan, only the lock can keep a second start from launching a second copy.
     let name = format!("xdg{}", t.marker);
-    t.programs(&[t.program(
-        &name,
-        &t.sleep(1),
-        "success_seconds = 1\nscan_for_process = false",
-    )]);
+    // The audit trail stays in the test's HOME: the default one is in the real state folder.
+    t.config(&format!(
+        "[Main]\naudit_log = {}\n\n{}",
+        t.path("audit.log").display(),
+        t.program(
+            &name,
+            &t.sleep(1),
+            "success_seconds = 1\nscan_for_process = false",
+        )
+    ));
     let spawned: Vec<_> = ["a", "b", "c"]
         .iter()
         .map(|xdg| {
