@@ -223,3 +223,50 @@ fn the_argv_fuzzer_never_panics_either_binary() {
         assert!(!name.contains('/'), "{name}");
     }
 }
+
+#[test]
+fn program_names_with_slashes_and_dots_stay_in_the_runtime_dir() {
+    let t = Env::new();
+    let escape = format!("../esc{}", t.marker);
+    let names = ["..", escape.as_str(), "a/b", ".hidden"];
+    let sections: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            // Pidfile and logs by index: the name is only ever a lock, mark or record name.
+            let prog = t.program(&format!("p{i}"), &t.sleep(i as u32 + 1), "");
+            prog.replacen(&format!("[Program:p{i}]"), &format!("[Program:{n}]"), 1)
+        })
+        .collect();
+    t.programs(&sections);
+    for n in names {
+        t.run(&["start", n]).expect_code(0);
+        t.run(&["stop", n]).expect_code(0);
+        t.run(&["status", n]).expect_code(1);
+    }
+    let run = t.path("run");
+    let mut files: Vec<String> = std::fs::read_dir(&run)
+        .expect("run dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    for f in &files {
+        assert!(
+            f == "audit.log"
+                || f.starts_with("lock.")
+                || f.starts_with("stopped.")
+                || f.starts_with("ident."),
+            "unexpected file {f} in {files:?}"
+        );
+    }
+    let encoded = format!("lock.%2E.%2Fesc{}", t.marker);
+    assert!(files.contains(&encoded), "{encoded} in {files:?}");
+    // Nothing landed beside the runtime dir or above it.
+    for dir in [t.home.clone(), t.home.join("..")] {
+        for e in std::fs::read_dir(&dir).expect("dir").flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            assert!(!name.contains(&t.marker), "{name} in {}", dir.display());
+        }
+    }
+}
