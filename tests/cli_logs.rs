@@ -193,3 +193,14 @@ fn logs_follow_waits_for_a_log_that_does_not_exist_yet() {
     append(&t.path("logs/web.out"), "born\n");
     wait_line(&rx, "born");
 }
+
+#[test]
+fn a_stderr_that_is_the_stdout_file_under_another_name_is_shown_once() {
+    let t = Env::new();
+    setup(&t, true);
+    append(&t.path("logs/web.out"), "only once\n");
+    std::os::unix::fs::symlink(t.path("logs/web.out"), t.path("logs/web.err")).expect("symlink");
+    let r = t.run(&["logs", "web"]);
+    r.expect_code(0);
+    assert_eq!(r.stdout(), "only once\n");
+}

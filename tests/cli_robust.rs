@@ -270,3 +270,22 @@ fn program_names_with_slashes_and_dots_stay_in_the_runtime_dir() {
         }
     }
 }
+
+#[test]
+fn an_action_with_a_closed_stdout_is_carried_out_and_keeps_its_exit_code() {
+    // Only the listings stop at a closed pipe: a start or stop in progress finishes (its lock,
+    // pidfile and audit record), whatever happens to its progress lines.
+    let t = Env::new();
+    let cmd = t.sleep(1);
+    t.programs(&[t.program("p", &cmd, "")]);
+    let (code, stderr) = with_closed_stdout(t.command("usrsvc", &["start", "p"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let pid = t.pid_of("p").expect("pidfile written");
+    assert!(common::alive(pid));
+    let (code, stderr) = with_closed_stdout(t.command("usrsvc", &["stop", "p"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(wait_for(Duration::from_secs(30), || !common::alive(pid)));
+    let history = t.run(&["history", "p"]);
+    assert!(history.stdout().contains("stop"), "{}", history.all());
+}

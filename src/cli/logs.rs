@@ -163,6 +163,13 @@ pub fn logs(config: &Config, name: &str, n: usize, follow: bool, console: &Conso
     if prog.stderr != prog.stdout {
         streams.push(("stderr", prog.stderr.clone()));
     }
+    // Two names of one file (a symlink): shown once.
+    if let [(_, out), (_, err)] = streams.as_slice() {
+        let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+        if id(out).is_some() && id(out) == id(err) {
+            streams.pop();
+        }
+    }
     let labelled = streams.len() > 1;
     let mut logs = Vec::new();
     let mut problems = Vec::new();
