@@ -183,7 +183,7 @@ fn the_argv_fuzzer_never_panics_either_binary() {
     let flags = [
         "--json", "-P", "--force", "-n", "-r", "--reason", "-c", "--config", "--debug",
     ];
-    let daemon = ["status", "checkconfig", "stop", "reread", "bogus"];
+    let daemon = ["status", "checkconfig", "stop", "reread", "start", "bogus"];
     let shapes = shapes();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for case in 0..300 {
@@ -213,6 +213,14 @@ fn the_argv_fuzzer_never_panics_either_binary() {
             out.status.code() != Some(101) && !stderr.contains("panicked at"),
             "case {case}: {bin} {shown:?} panicked:\n{stderr}"
         );
+        // A start shape that did start a daemon: stopped before the next case.
+        if usrsvcd
+            && args.iter().any(|a| a == "start")
+            && t.run_bin("usrsvcd", &["status"]).code() == 0
+        {
+            t.run_bin("usrsvcd", &["stop"]).expect_code(0);
+            eprintln!("case {case}: {shown:?} started a daemon; stopped it");
+        }
     }
     // Nothing the fuzzer did left a daemon or a file outside the runtime dir.
     let status = t.run_bin("usrsvcd", &["status"]);
