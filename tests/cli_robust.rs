@@ -297,3 +297,32 @@ fn an_action_with_a_closed_stdout_is_carried_out_and_keeps_its_exit_code() {
     let history = t.run(&["history", "p"]);
     assert!(history.stdout().contains("stop"), "{}", history.all());
 }
+
+#[test]
+fn a_closed_stderr_panics_nothing_either() {
+    let t = Env::new();
+    t.config("[Main]\nbogus = 1\n");
+    for (bin, args, code) in [
+        ("usrsvc", &["--help"][..], 138),
+        ("usrsvc", &["--version"], 138),
+        ("usrsvcd", &["--help"], 138),
+        ("usrsvc", &["status", "p"], 130),
+        ("usrsvcd", &["checkconfig"], 130),
+        ("usrsvc", &["too", "many", "words"], 130),
+    ] {
+        let mut child = t
+            .command(bin, args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        drop(child.stderr.take());
+        let status = child.wait().expect("wait");
+        assert_eq!(
+            status.code(),
+            Some(code),
+            "{bin} {args:?} with a closed stderr"
+        );
+    }
+}
