@@ -135,10 +135,11 @@ impl Log {
         Ok(shown)
     }
 
-    /// Appends the complete lines written since `pos` to `shown`.
-    fn read_new(&mut self, shown: &mut Vec<u8>) {
+    /// Appends the complete lines written since `pos` to `shown`, reading at most 16 MB;
+    /// returns how many bytes it read.
+    fn read_new(&mut self, shown: &mut Vec<u8>) -> usize {
         let Some(o) = &mut self.open else {
-            return;
+            return 0;
         };
         let mut data = Vec::new();
         if o.file.seek(SeekFrom::Start(o.pos)).is_ok() {
@@ -146,10 +147,12 @@ impl Log {
                 o.pos += n as u64;
             }
         }
+        let read = data.len();
         self.partial.extend_from_slice(&data);
         if let Some(end) = self.partial.iter().rposition(|b| *b == b'\n') {
             shown.extend(self.partial.drain(..=end));
         }
+        read
     }
 }
 
@@ -221,13 +224,19 @@ pub fn logs(config: &Config, name: &str, n: usize, follow: bool, console: &Conso
         out::print_bytes(bytes);
     };
     for log in &mut logs {
-        let mut shown = Vec::new();
-        log.read_new(&mut shown);
-        // Without -f the last line is shown even when it has no newline yet.
-        if !follow {
-            shown.append(&mut log.partial);
+        // The tail, 16 MB at a time (`-n` may ask for a whole large file).
+        loop {
+            let mut shown = Vec::new();
+            let done = log.read_new(&mut shown) == 0;
+            // Without -f the last line is shown even when it has no newline yet.
+            if done && !follow {
+                shown.append(&mut log.partial);
+            }
+            show(log, &shown, &mut last_label);
+            if done {
+                break;
+            }
         }
-        show(log, &shown, &mut last_label);
     }
     if !follow {
         return ReturnCode::Success;
