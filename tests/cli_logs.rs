@@ -204,3 +204,17 @@ fn a_stderr_that_is_the_stdout_file_under_another_name_is_shown_once() {
     r.expect_code(0);
     assert_eq!(r.stdout(), "only once\n");
 }
+
+#[test]
+fn logs_shows_every_asked_line_of_a_log_over_16_mb() {
+    let t = Env::new();
+    setup(&t, false);
+    // 2 200 000 lines of 8 bytes: 17.6 MB, more than one 16 MB read.
+    let text: String = (0..2_200_000).map(|i| format!("{i:07}\n")).collect();
+    append(&t.path("logs/web.out"), &text);
+    let r = t.run(&["logs", "web", "-n", "2200000"]);
+    r.expect_code(0);
+    let out = r.stdout();
+    assert_eq!(out.len(), text.len(), "every byte, once");
+    assert!(out.ends_with("2199999\n") && out.starts_with("0000000\n"));
+}
