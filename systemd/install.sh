@@ -1,13 +1,16 @@
 #!/bin/sh
-# Installs the usrsvcd systemd units:
+# Installs the binaries usrsvc and usrsvcd and the usrsvcd systemd units:
+#   usrsvc, usrsvcd  -> $DESTDIR$BINDIR/                   (mode 755, from BINSRC)
 #   usrsvcd@.service -> $DESTDIR/usr/lib/systemd/system/  (system manager, one instance per account)
 #   usrsvcd.service  -> $DESTDIR/usr/lib/systemd/user/    (systemctl --user)
 #
-# Usage: install.sh [DESTDIR=DIR] [BINDIR=DIR]
+# Usage: install.sh [DESTDIR=DIR] [BINDIR=DIR] [BINSRC=DIR]
 #   DESTDIR  staging root for packages (DESTDIR=$pkgdir, DESTDIR=$RPM_BUILD_ROOT); default none.
 #            Also read from the environment, as in usrsvc 1.5.13.
-#   BINDIR   where usrsvcd is installed on the target; default /usr/bin. The Exec lines of the
-#            installed copies are rewritten to $BINDIR/usrsvcd.
+#   BINDIR   where the binaries go on the target; default /usr/bin. The Exec lines of the
+#            installed units are rewritten to $BINDIR/usrsvcd.
+#   BINSRC   where the built binaries are; default the checkout's target/release (build them
+#            first: cargo build --release). Without them only the units are installed (warning).
 #
 # Runs from any directory. Runs no systemctl: it prints the commands that come next.
 set -eu
@@ -20,21 +23,23 @@ die() {
 }
 
 usage() {
-    sed -n '2,12s/^# \{0,1\}//p' "$0"
+    sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"
 }
 
 DESTDIR=${DESTDIR:-}
 BINDIR=${BINDIR:-/usr/bin}
+BINSRC=${BINSRC:-}
 
 for arg in "$@"; do
     case $arg in
         DESTDIR=*) DESTDIR=${arg#DESTDIR=} ;;
         BINDIR=*) BINDIR=${arg#BINDIR=} ;;
+        BINSRC=*) BINSRC=${arg#BINSRC=} ;;
         -h | --help)
             usage
             exit 0
             ;;
-        *) die "unknown argument '$arg' (usage: $prog [DESTDIR=DIR] [BINDIR=DIR])" ;;
+        *) die "unknown argument '$arg' (usage: $prog [DESTDIR=DIR] [BINDIR=DIR] [BINSRC=DIR])" ;;
     esac
 done
 
@@ -80,6 +85,22 @@ install_unit() {
         die "cannot install $dir/$name (run as root, or pass DESTDIR=DIR to stage a package)"
     printf 'installed %s\n' "$dir/$name"
 }
+
+# The binaries, when they are built: both or neither (a usrsvc and a usrsvcd of different
+# builds would disagree on the state files they share).
+[ -n "$BINSRC" ] || BINSRC=${CARGO_TARGET_DIR:-$src_dir/../target}/release
+if [ -f "$BINSRC/usrsvc" ] && [ -x "$BINSRC/usrsvc" ] && [ -f "$BINSRC/usrsvcd" ] && [ -x "$BINSRC/usrsvcd" ]; then
+    mkdir -p -- "$DESTDIR$BINDIR" ||
+        die "cannot create $DESTDIR$BINDIR (run as root, or pass DESTDIR=DIR to stage a package)"
+    for bin in usrsvc usrsvcd; do
+        install -m 755 -- "$BINSRC/$bin" "$DESTDIR$BINDIR/$bin" ||
+            die "cannot install $DESTDIR$BINDIR/$bin (run as root, or pass DESTDIR=DIR to stage a package)"
+        printf 'installed %s\n' "$DESTDIR$BINDIR/$bin"
+    done
+else
+    printf '%s: warning: no built usrsvc and usrsvcd in %s (run cargo build --release first, or pass BINSRC=DIR); installing the units only\n' \
+        "$prog" "$BINSRC" >&2
+fi
 
 install_unit 'usrsvcd@.service' /usr/lib/systemd/system
 install_unit usrsvcd.service /usr/lib/systemd/user

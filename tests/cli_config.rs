@@ -7,8 +7,9 @@ mod common;
 
 use common::Env;
 
-/// A valid program section; `{H}` is HOME.
-const P: &str = "[Program:p]\ncommand = sleep 1\npidfile = {H}/p.pid\nstdout = {H}/logs/p.out";
+/// A valid program section; `{H}` is HOME, `{S}` a `sleep` only this test runs (a `status p`
+/// that scanned for a plain `sleep 1` would find any user's `sleep 1`).
+const P: &str = "[Program:p]\ncommand = {S}\npidfile = {H}/p.pid\nstdout = {H}/logs/p.out";
 
 /// (case, config, expected stderr). In both, `{H}` is HOME and `{P}` the program above.
 const CASES: &[(&str, &str, &str)] = &[
@@ -22,11 +23,11 @@ const CASES: &[(&str, &str, &str)] = &[
      "ERROR in config: {H}/usrsvc.cfg:6: [Program:p] Unknown config options: ['colour']\n"),
     ("no command (1.5.13: traceback)", "[Main]\n[Program:p]\npidfile = {H}/p.pid\nstdout = {H}/logs/p.out\n",
      "ERROR in config: {H}/usrsvc.cfg:2: [Program:p] command: Missing command for program: \"p\"\n"),
-    ("no pidfile", "[Main]\n[Program:p]\ncommand = sleep 1\nstdout = {H}/logs/p.out\n",
+    ("no pidfile", "[Main]\n[Program:p]\ncommand = {S}\nstdout = {H}/logs/p.out\n",
      "ERROR in config: {H}/usrsvc.cfg:2: [Program:p] pidfile: pidfile must be defined for a program and must be an absolute path.\n"),
-    ("no stdout", "[Main]\n[Program:p]\ncommand = sleep 1\npidfile = {H}/p.pid\n",
+    ("no stdout", "[Main]\n[Program:p]\ncommand = {S}\npidfile = {H}/p.pid\n",
      "ERROR in config: {H}/usrsvc.cfg:2: [Program:p] stdout: Program p does not define a value for stdout.\n"),
-    ("stdout dir missing", "[Main]\n[Program:p]\ncommand = sleep 1\npidfile = {H}/p.pid\nstdout = {H}/nodir/p.out\n",
+    ("stdout dir missing", "[Main]\n[Program:p]\ncommand = {S}\npidfile = {H}/p.pid\nstdout = {H}/nodir/p.out\n",
      "ERROR in config: {H}/usrsvc.cfg:5: [Program:p] stdout: Program p defines a stdout path as \"{H}/nodir/p.out\" but the folder {H}/nodir does not exist.\n"),
     ("relative stderr resolves, then its folder is checked", "[Main]\n{P}\nstderr = nodir/err\n",
      "ERROR in config: {H}/usrsvc.cfg:6: [Program:p] stderr: Program p defines a stderr path as \"{H}/nodir/err\" but the folder {H}/nodir does not exist.\n"),
@@ -70,6 +71,7 @@ const CASES: &[(&str, &str, &str)] = &[
 
 fn fill(t: &Env, text: &str) -> String {
     text.replace("{P}", P)
+        .replace("{S}", &t.sleep(1))
         .replace("{H}", &t.home.display().to_string())
 }
 
@@ -92,7 +94,7 @@ fn accepted_cases_of_appendix_b() {
     // unknown sections and top-level keys are ignored; a trailing & is dropped with a warning.
     t.config(&fill(
         &t,
-        "top = level\n[Main]\nconfig_dir = cfg\n[Other]\nx = 1\n[Program:p]\ncommand = sleep 1 &\npidfile = p.pid\nstdout = logs/p.out\nstderr = logs/p.err\n[[Monitoring]]\nactivityfile = act\n",
+        "top = level\n[Main]\nconfig_dir = cfg\n[Other]\nx = 1\n[Program:p]\ncommand = {S} &\npidfile = p.pid\nstdout = logs/p.out\nstderr = logs/p.err\n[[Monitoring]]\nactivityfile = act\n",
     ));
     let r = t.run(&["status", "p"]);
     r.expect_code(1);
@@ -134,7 +136,7 @@ fn checkconfig_prints_every_error() {
     let t = Env::new();
     t.config(&fill(
         &t,
-        "[Main]\nbogus = 1\n{P}\nautostart = yes\n[Program:q]\ncommand = sleep 2\npidfile = {H}/q.pid\nstdout = {H}/logs/q.out\nmaxrestarts = -1\n",
+        "[Main]\nbogus = 1\n{P}\nautostart = yes\n[Program:q]\ncommand = {S}2\npidfile = {H}/q.pid\nstdout = {H}/logs/q.out\nmaxrestarts = -1\n",
     ));
     let r = t.run_bin("usrsvcd", &["checkconfig"]);
     r.expect_code(130);

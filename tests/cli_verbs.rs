@@ -473,7 +473,7 @@ fn a_start_that_never_matches_kills_what_it_launched() {
 fn failures_have_the_documented_codes() {
     let t = Env::new();
     t.programs(&[
-        t.program("fails", "false", ""),
+        t.program("fails", &format!("false {}", t.marker), ""),
         t.program("nosuch", "/nonexistent/binary --x", ""),
         t.program("dis", &t.sleep(1), "enabled = 0"),
     ]);
@@ -633,11 +633,16 @@ fn the_lock_does_not_depend_on_the_environment() {
     let t = Env::new();
     // Without a scan, only the lock can keep a second start from launching a second copy.
     let name = format!("xdg{}", t.marker);
-    t.programs(&[t.program(
-        &name,
-        &t.sleep(1),
-        "success_seconds = 1\nscan_for_process = false",
-    )]);
+    // The audit trail stays in the test's HOME: the default one is in the real state folder.
+    t.config(&format!(
+        "[Main]\naudit_log = {}\n\n{}",
+        t.path("audit.log").display(),
+        t.program(
+            &name,
+            &t.sleep(1),
+            "success_seconds = 1\nscan_for_process = false",
+        )
+    ));
     let spawned: Vec<_> = ["a", "b", "c"]
         .iter()
         .map(|xdg| {
@@ -825,7 +830,7 @@ fn parallel_actions_run_each_program_in_its_own_process() {
     let t = Env::new();
     t.programs(&[
         t.program("good", &t.sleep(1), ""),
-        t.program("bad", "false", ""),
+        t.program("bad", &format!("false {}", t.marker), ""),
         t.program("-dash", &t.sleep(2), ""),
         t.program("--help", &t.sleep(3), ""),
         t.program("amp", &format!("{} &", t.sleep(4)), ""),
@@ -903,7 +908,7 @@ fn a_failed_start_in_start_all_spares_the_programs_started_before_it() {
         ),
         t.program(
             "second",
-            "\"sleep 1; exit 3\"",
+            &format!("\"sleep 1; exit 3; : {}\"", t.marker),
             "useshell = true\nsuccess_seconds = 2",
         ),
     ]);
@@ -1021,7 +1026,7 @@ fn a_failed_start_spares_what_the_callers_other_children_start_later() {
     let t = Env::new();
     t.programs(&[t.program(
         "bad",
-        "\"sleep 1; exit 3\"",
+        &format!("\"sleep 1; exit 3; : {}\"", t.marker),
         "useshell = true\nsuccess_seconds = 2",
     )]);
     let bin = common::bin("usrsvc");

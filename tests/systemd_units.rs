@@ -33,7 +33,9 @@ fn run_install(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.args(args)
         .current_dir(cwd)
         .env_remove("DESTDIR")
-        .env_remove("BINDIR");
+        .env_remove("BINDIR")
+        .env_remove("BINSRC")
+        .env_remove("CARGO_TARGET_DIR");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -114,6 +116,61 @@ fn install_with_destdir_argument_copies_both_units_mode_644() {
             "next step {next:?} missing:\n{stdout}"
         );
     }
+}
+
+#[test]
+fn install_copies_the_built_binaries_mode_755_or_warns_without_them() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dest = tmp.path().join("pkg");
+    // The binaries this test run built (target/debug).
+    let built = Path::new(env!("CARGO_BIN_EXE_usrsvc"))
+        .parent()
+        .expect("bin dir")
+        .to_path_buf();
+    let out = run_install(
+        tmp.path(),
+        &[
+            &format!("DESTDIR={}", dest.display()),
+            "BINDIR=/usr/local/bin",
+            &format!("BINSRC={}", built.display()),
+        ],
+        &[],
+    );
+    expect_success(&out, "install.sh BINSRC=...");
+    for bin in ["usrsvc", "usrsvcd"] {
+        let path = dest.join("usr/local/bin").join(bin);
+        let mode = fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("{} not installed: {e}", path.display()))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o755, "{}", path.display());
+        assert_eq!(
+            fs::read(&path).expect("read"),
+            fs::read(built.join(bin)).expect("read"),
+            "{bin} is the built one"
+        );
+        assert!(text(&out.stdout).contains(&format!("installed {}", path.display())));
+    }
+    // Not built: the units are installed, and it says how to get the binaries.
+    let empty = tmp.path().join("empty");
+    fs::create_dir(&empty).expect("mkdir");
+    let dest2 = tmp.path().join("pkg2");
+    let out = run_install(
+        tmp.path(),
+        &[
+            &format!("DESTDIR={}", dest2.display()),
+            &format!("BINSRC={}", empty.display()),
+        ],
+        &[],
+    );
+    expect_success(&out, "install.sh without binaries");
+    assert!(
+        text(&out.stderr).contains("cargo build --release"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!dest2.join("usr/bin/usrsvcd").exists());
+    installed(&dest2, &text(&out.stdout));
 }
 
 #[test]

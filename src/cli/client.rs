@@ -25,6 +25,9 @@ fn usage() -> String {
   usrsvc health NAME|GROUP|all    Run the health checks now and print the verdicts.
   usrsvc repair NAME              Run the repair commands of the health checks now.
   usrsvc history [NAME] [-n N]    Print the audit trail (the last 20 records by default).
+  usrsvc logs NAME [-n N] [-f]    Print the last N lines (10) of the program's stdout log and
+                                  of its stderr log when separate; -f follows them, across
+                                  rotation (copytruncate or a new file).
   usrsvc plan                     Print the next planned restart of every program and group,
                                   and what holds it back.
 
@@ -32,7 +35,9 @@ Options:
     --parallel or -P      With start/stop/restart all, act on every program at once.
     --reason TEXT, -r     Why: recorded in the audit trail (required with require_reason).
     --force               Act although the kill switch file exists.
-    -n N                  With history, how many records (default 20).
+    -n N                  With history, how many records (default 20); with logs, how many
+                          lines (default 10).
+    --follow or -f        With logs, print what is written to the logs until interrupted.
     --json                With status, health, history and plan, print JSON on stdout
                           (status: an object for one program, an array for \"all\").
     --config PATH, -c     Main config file (default: $USRSVC_CONFIG, else $HOME/usrsvc.cfg).
@@ -69,6 +74,9 @@ struct Args {
     force: bool,
     #[arg(short = 'n', value_name = "N")]
     count: Option<usize>,
+    /// With `logs`: follow the files.
+    #[arg(long, short = 'f')]
+    follow: bool,
     /// Set with --nested: the audit trigger of the parent (a group's members).
     #[arg(long, hide = true)]
     trigger: Option<String>,
@@ -90,6 +98,7 @@ impl Args {
             force: self.force,
             json: self.json,
             count: self.count,
+            follow: self.follow,
             nested: self.nested,
         }
     }
@@ -107,7 +116,7 @@ fn run(argv: Vec<String>) -> ReturnCode {
     }
     let invalid = |console: &Console| {
         console.error("Invalid number of arguments.");
-        eprint!("{}", usage());
+        super::out::eprint(&usage());
         ReturnCode::GeneralFailure
     };
     let parsed = Args::try_parse_from(&args);
@@ -119,14 +128,14 @@ fn run(argv: Vec<String>) -> ReturnCode {
         return invalid(&console);
     };
     if args.debug && !args.nested {
-        eprintln!("DEBUG ON");
+        super::out::eprint("DEBUG ON\n");
     }
     let path = config_path(args.config.clone());
     let config = match load_config(&path, &console, args.nested) {
         Ok(c) => c,
         Err(errors) => {
             if let Some(first) = errors.first() {
-                eprintln!("ERROR in config: {first}");
+                super::out::eprint(&format!("ERROR in config: {first}\n"));
             }
             return ReturnCode::InvalidConfig;
         }
@@ -187,7 +196,7 @@ fn run(argv: Vec<String>) -> ReturnCode {
     } else {
         let outcome = control::run_as(&config, action, name, &console, &req);
         if args.json {
-            println!("{}", status_json(&config, name, &outcome));
+            super::out::println(&status_json(&config, name, &outcome).to_string());
         } else if action == Action::Status {
             print_health(&config, name);
         }
@@ -256,7 +265,7 @@ fn run_group(
     };
     let code = control::group::run_group(config, action, group, console, req, &member);
     if json {
-        println!("{}", serde_json::Value::Array(outcomes.into_inner()));
+        super::out::println(&serde_json::Value::Array(outcomes.into_inner()).to_string());
     }
     code
 }
@@ -364,7 +373,7 @@ fn run_all(
             .zip(&outcomes)
             .map(|(n, o)| status_json(config, n, o))
             .collect();
-        println!("{}", serde_json::Value::Array(docs));
+        super::out::println(&serde_json::Value::Array(docs).to_string());
     }
     if failed {
         ReturnCode::GeneralFailure
@@ -414,7 +423,7 @@ fn print_health(config: &Config, name: &str) {
         return;
     };
     if let Some(p) = crate::daemon::supervise::program_state(&doc, name) {
-        print!("{}", crate::daemon::supervise::health_lines(p));
+        super::out::print(&crate::daemon::supervise::health_lines(p));
     }
 }
 

@@ -110,7 +110,7 @@ fn run(argv: Vec<String>) -> ReturnCode {
     };
     let Ok(args) = Args::try_parse_from(&args) else {
         console.error("Too many arguments.\n");
-        eprint!("{}", usage());
+        super::out::eprint(&usage());
         return ReturnCode::GeneralFailure;
     };
     let console = Console {
@@ -152,7 +152,7 @@ fn run(argv: Vec<String>) -> ReturnCode {
         [one] => one.as_str(),
         _ => {
             console.error("Too many arguments.\n");
-            eprint!("{}", usage());
+            super::out::eprint(&usage());
             return ReturnCode::GeneralFailure;
         }
     };
@@ -477,11 +477,10 @@ fn status(daemon: Option<(ProcInfo, PathBuf)>, console: &Console, json: bool) ->
     ReturnCode::Success
 }
 
-/// Writes to stdout; a closed pipe (`usrsvcd status | head -1`) is not an error worth a panic.
+/// Result output on stdout: a closed pipe (`usrsvcd status | head -1`) ends the command
+/// quietly (`cli::out`), never with a panic.
 fn say(text: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    super::out::print(text);
 }
 
 /// The daemon's view of its programs (from its state file), one line each.

@@ -1,10 +1,16 @@
 //! Argument handling and output for both binaries: the 1.5.13 command forms and exit codes,
 //! timestamped human lines, `--json`. `--help`, `--version` and `--readme` are answered before
 //! any config is read (as 1.5.3 and later did).
+//!
+//! Nothing here uses `print!`/`println!`, which panic when stdout is a closed pipe: output
+//! goes through `out`, and clippy holds that line.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod client;
 pub mod daemon;
+pub mod logs;
 pub mod ops;
+pub mod out;
 pub mod plan;
 
 use std::io::Write;
@@ -115,11 +121,11 @@ pub fn answer_early(
     let flags: Vec<&String> = args.iter().take_while(|a| *a != "--").collect();
     let has = |flag: &str| flags.iter().any(|a| *a == flag);
     if has("--version") {
-        eprintln!("{binary} version {VERSION}");
+        out::eprint(&format!("{binary} version {VERSION}\n"));
     } else if has("--help") || has("-h") {
-        eprint!("{}", usage());
+        out::eprint(&usage());
     } else if has("--readme") {
-        print!("{}", README.replace("\\_", "_"));
+        out::print(&README.replace("\\_", "_"));
     } else {
         return None;
     }

@@ -15,6 +15,8 @@ pub struct Flags<'f> {
     pub force: bool,
     pub json: bool,
     pub count: Option<usize>,
+    /// `-f`: `logs` follows the files.
+    pub follow: bool,
     /// A member's command run by a group or `all`: its parent has said what is shared.
     pub nested: bool,
 }
@@ -93,6 +95,14 @@ pub fn run(
             Some(history(config, name, flags, console))
         }
         ("history", _) => invalid("usrsvc history [NAME] [-n N] [--json]"),
+        ("logs", [name]) => Some(super::logs::logs(
+            config,
+            program(config, name),
+            flags.count.unwrap_or(10),
+            flags.follow,
+            console,
+        )),
+        ("logs", _) => invalid("usrsvc logs NAME [-n N] [-f]"),
         ("plan", []) => Some(super::plan::plan(config, flags.json, console)),
         ("plan", _) => invalid("usrsvc plan [--json]"),
         _ => None,
@@ -174,7 +184,7 @@ fn health(config: &Config, name: &str, flags: &Flags<'_>, console: &Console) -> 
                         "detail": "not running", "pid": null, "output": "",
                     }));
                     if !flags.json {
-                        println!("{n} {}: failing (not running)", check.name);
+                        super::out::println(&format!("{n} {}: failing (not running)", check.name));
                     }
                 }
             }
@@ -191,14 +201,14 @@ fn health(config: &Config, name: &str, flags: &Flags<'_>, console: &Console) -> 
             }));
             continue;
         }
-        println!(
+        super::out::println(&format!(
             "{} {}: {} ({}, {:.2} s)",
             target.program,
             check.name,
             status_word(&outcome.status),
             outcome.describe(),
             outcome.elapsed.as_secs_f64()
-        );
+        ));
         if outcome.status != Status::Healthy {
             for line in outcome
                 .output
@@ -209,12 +219,12 @@ fn health(config: &Config, name: &str, flags: &Flags<'_>, console: &Console) -> 
                 .iter()
                 .rev()
             {
-                println!("    {line}");
+                super::out::println(&format!("    {line}"));
             }
         }
     }
     if flags.json {
-        println!("{}", serde_json::Value::Array(rows));
+        super::out::println(&serde_json::Value::Array(rows).to_string());
     } else if jobs.is_empty() && rows.is_empty() && name == "all" {
         console.info("No program has a health check ([[HealthCheck:NAME]]).");
     }
@@ -279,7 +289,8 @@ fn repair(config: &Config, name: &str, flags: &Flags<'_>, console: &Console) -> 
             code = ReturnCode::GeneralFailure;
         }
         for l in outcome.output.lines() {
-            println!("    {l}");
+            // The repair is done but its audit record is not: carry on whatever the reader does.
+            super::out::print_or_drop(&format!("    {l}"));
         }
         control::audit::record(
             config,
@@ -324,11 +335,14 @@ fn history(
         ));
     }
     if flags.json {
+        let mut lines = String::new();
         for r in &records {
-            println!("{}", serde_json::to_string(r).unwrap_or_default());
+            lines.push_str(&serde_json::to_string(r).unwrap_or_default());
+            lines.push('\n');
         }
+        super::out::print(&lines);
     } else {
-        print!("{}", crate::audit::format_history(&records));
+        super::out::print(&crate::audit::format_history(&records));
     }
     ReturnCode::Success
 }

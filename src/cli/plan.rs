@@ -141,7 +141,7 @@ pub fn plan(config: &Config, json: bool, console: &Console) -> ReturnCode {
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(docs));
+        super::out::println(&serde_json::Value::Array(docs).to_string());
         return ReturnCode::Success;
     }
     if rows.is_empty() {
@@ -155,8 +155,9 @@ pub fn plan(config: &Config, json: bool, console: &Console) -> ReturnCode {
     {
         console.info("usrsvcd is not running: planned restarts happen only under usrsvcd.");
     }
-    println!(
-        "{:<8} {:<20} {:<26} WHY / BLOCKED BY",
+    // One write for the whole table (a program per row can be thousands of rows).
+    let mut table = format!(
+        "{:<8} {:<20} {:<26} WHY / BLOCKED BY\n",
         "KIND", "NAME", "NEXT RESTART"
     );
     for r in &rows {
@@ -169,8 +170,10 @@ pub fn plan(config: &Config, json: bool, console: &Console) -> ReturnCode {
         for b in &r.blocked {
             line.push_str(&format!("\n{:57}blocked: {b}", ""));
         }
-        println!("{}", line.trim_end());
+        table.push_str(line.trim_end());
+        table.push('\n');
     }
+    super::out::print(&table);
     ReturnCode::Success
 }
 

@@ -93,7 +93,10 @@ impl Env {
             std::fs::create_dir_all(home.join(sub)).expect("mkdir");
         }
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let marker = format!("{}{:03}", 7000 + (std::process::id() % 2000), n);
+        // The whole pid: no other live test process (of this suite or of another copy of it
+        // running at the same time for the same user) has it, so no other test's commands
+        // carry this marker and the cleanup below never kills them.
+        let marker = format!("7{:07}{:03}", std::process::id(), n);
         Env {
             dir,
             home,
