@@ -6,6 +6,7 @@
 //! It does no I/O of its own: the few facts it needs from the system (does this directory
 //! exist, the real uid, `$PATH`) come through the `Probe` trait, so tests can fake them.
 
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -211,8 +212,8 @@ fn config_dir_path(value: &str, home: &Path, base: &Path) -> PathBuf {
     }
 }
 
+/// A `DefaultSettings:NAME`, found under its name.
 struct DefaultsDef {
-    name: String,
     file: usize,
     line: usize,
     /// `None` when given as a plain key rather than a section.
@@ -322,9 +323,19 @@ impl<'a> Builder<'a> {
         scope: &Scope,
         prefix: &str,
     ) -> Option<Option<(String, Origin, String)>> {
-        let (_, item, resolved) = values.iter().find(|(k, _, _)| *k == canon)?;
+        let value = values.iter().find(|(k, _, _)| *k == canon)?;
+        Some(self.scalar_of(value, scope, prefix))
+    }
+
+    /// `scalar` of one value already found.
+    fn scalar_of(
+        &mut self,
+        (_, item, resolved): &Value<'_, 'a>,
+        scope: &Scope,
+        prefix: &str,
+    ) -> Option<(String, Origin, String)> {
         let spelled = format!("{prefix}{}", item.key());
-        Some(match resolved {
+        match resolved {
             Resolved::Str(s) => Some((s.clone(), item.origin().clone(), item.key().to_string())),
             Resolved::List(_) => {
                 self.error(
@@ -353,7 +364,7 @@ impl<'a> Builder<'a> {
                 None
             }
             Resolved::Failed => None,
-        })
+        }
     }
 
     fn reject(
@@ -832,8 +843,8 @@ impl<'a> Builder<'a> {
     // ------------------------------------------------- DefaultSettings (spec §4.1.8, §4.7)
 
     /// Pass 1 of the original: every `DefaultSettings:NAME` at the top of any file.
-    fn collect_defaults(&mut self) -> Vec<DefaultsDef> {
-        let mut found: Vec<DefaultsDef> = Vec::new();
+    fn collect_defaults(&mut self) -> HashMap<String, DefaultsDef> {
+        let mut found: HashMap<String, DefaultsDef> = HashMap::new();
         for (fi, file) in self.files.iter().enumerate() {
             let Some(root) = file.tree.section(ROOT) else {
                 continue;
@@ -863,7 +874,7 @@ impl<'a> Builder<'a> {
                     );
                     continue;
                 }
-                if let Some(first) = found.iter().find(|d| d.name == name) {
+                if let Some(first) = found.get(name) {
                     let message = format!(
                         "Multiple DefaultSettings object with name \"{name}\". Second encountered in \"{}\" (first defined at {}:{})",
                         file.path.display(),
@@ -877,12 +888,14 @@ impl<'a> Builder<'a> {
                     );
                     continue;
                 }
-                found.push(DefaultsDef {
-                    name: name.to_string(),
-                    file: fi,
-                    line,
-                    section,
-                });
+                found.insert(
+                    name.to_string(),
+                    DefaultsDef {
+                        file: fi,
+                        line,
+                        section,
+                    },
+                );
             }
         }
         found
@@ -891,9 +904,9 @@ impl<'a> Builder<'a> {
     // ------------------------------------------------------------- programs (spec §4.5)
 
     /// Pass 2 of the original: every `Program:NAME` at the top of any file.
-    fn programs(&mut self, defaults: &[DefaultsDef]) -> Vec<ProgramConfig> {
+    fn programs(&mut self, defaults: &HashMap<String, DefaultsDef>) -> Vec<ProgramConfig> {
         let mut programs: Vec<ProgramConfig> = Vec::new();
-        let mut seen: Vec<(String, Location)> = Vec::new();
+        let mut seen: HashMap<String, Location> = HashMap::new();
         let files = self.files;
         for (fi, file) in files.iter().enumerate() {
             let Some(root) = file.tree.section(ROOT) else {
@@ -928,7 +941,7 @@ impl<'a> Builder<'a> {
                     file: file.path.clone(),
                     line: sec.line,
                 };
-                let duplicate = seen.iter().find(|(n, _)| n == name).map(|(_, l)| l.clone());
+                let duplicate = seen.get(name).cloned();
                 if let Some(first) = &duplicate {
                     self.errors.push(
                         ConfigError::new(
@@ -946,7 +959,7 @@ impl<'a> Builder<'a> {
                         .in_section(sec.name.clone()),
                     );
                 } else {
-                    seen.push((name.to_string(), here.clone()));
+                    seen.insert(name.to_string(), here.clone());
                 }
                 let table = Table::from_section(files, fi, c, true, None);
                 let Some(table) = self.apply_defaults(name, &table, &scope, defaults) else {
@@ -969,7 +982,7 @@ impl<'a> Builder<'a> {
         name: &str,
         table: &Table<'a>,
         scope: &Scope,
-        defaults: &[DefaultsDef],
+        defaults: &HashMap<String, DefaultsDef>,
     ) -> Option<Table<'a>> {
         let Some(item) = table.get("defaults") else {
             return Some(table.clone());
@@ -1013,7 +1026,7 @@ impl<'a> Builder<'a> {
                 }
             }
         };
-        let Some(def) = defaults.iter().find(|d| d.name == wanted) else {
+        let Some(def) = defaults.get(&wanted) else {
             let file = self.path_of(origin.file);
             self.error(
                 Kind::UnknownDefaults,
@@ -1357,8 +1370,8 @@ impl<'a> Builder<'a> {
         let prefix = format!("{}.", item.key());
         let inner = self.resolve(table, scope, &prefix);
         let mut env = Vec::new();
-        for (k, _, _) in &inner {
-            if let Some(Some((v, _, key))) = self.scalar(&inner, k, scope, &prefix) {
+        for value in &inner {
+            if let Some((v, _, key)) = self.scalar_of(value, scope, &prefix) {
                 env.push((key, v));
             }
         }
@@ -1572,6 +1585,8 @@ impl<'a> Builder<'a> {
         main_windows: Option<&Windows>,
     ) -> Vec<GroupConfig> {
         let mut groups: Vec<GroupConfig> = Vec::new();
+        let mut seen: HashMap<String, Location> = HashMap::new();
+        let names: HashSet<&str> = programs.iter().map(|p| p.name.as_str()).collect();
         let files = self.files;
         for (fi, file) in files.iter().enumerate() {
             let Some(root) = file.tree.section(ROOT) else {
@@ -1606,11 +1621,14 @@ impl<'a> Builder<'a> {
                     ));
                     continue;
                 }
-                if let Some(g) = self.group(name, &table, here, &scope, programs, &groups) {
+                let first = seen.get(name).cloned();
+                if let Some(g) = self.group(name, &table, here, &scope, &names, first) {
                     let mut g = g;
                     if g.schedule.windows.is_none() {
                         g.schedule.windows = main_windows.cloned();
                     }
+                    seen.entry(g.name.clone())
+                        .or_insert_with(|| g.defined_at.clone());
                     groups.push(g);
                 }
             }
@@ -1624,8 +1642,8 @@ impl<'a> Builder<'a> {
         table: &Table<'a>,
         defined_at: Location,
         scope: &Scope,
-        programs: &[ProgramConfig],
-        earlier: &[GroupConfig],
+        programs: &HashSet<&str>,
+        first: Option<Location>,
     ) -> Option<GroupConfig> {
         let before = self.errors.len();
         let values = self.resolve(table, scope, "");
@@ -1644,30 +1662,31 @@ impl<'a> Builder<'a> {
         }
         // A group may carry a program's name (`xrootd` over `cmsd` and `xrootd`): on the
         // command line NAME then means the group, `program:NAME` the program alone.
-        if let Some(first) = earlier.iter().find(|g| g.name == name) {
+        if let Some(first) = first {
             bad(
                 self,
                 None,
                 None,
                 format!(
                     "Group \"{name}\" is defined more than once: first at {}:{}",
-                    first.defined_at.file.display(),
-                    first.defined_at.line
+                    first.file.display(),
+                    first.line
                 ),
             );
         }
         let mut members: Vec<String> = Vec::new();
+        let mut member_set: HashSet<String> = HashSet::new();
         match self.text(&values, "programs", scope, "") {
             Some((v, origin, key)) => {
                 for m in v.split(',').map(str::trim).filter(|m| !m.is_empty()) {
-                    if !programs.iter().any(|p| p.name == m) {
+                    if !programs.contains(m) {
                         bad(
                             self,
                             Some(&origin),
                             Some(&key),
                             format!("Group \"{name}\" names a program that is not defined: {m}"),
                         );
-                    } else if members.iter().any(|x| x == m) {
+                    } else if !member_set.insert(m.to_string()) {
                         bad(
                             self,
                             Some(&origin),
@@ -1777,6 +1796,7 @@ impl<'a> Builder<'a> {
 
 /// `"stop cmsd, wait 300, restart xrootd, start cmsd"`: every step names a member.
 fn parse_sequence(text: &str, members: &[String]) -> Result<Vec<Step>, String> {
+    let members: HashSet<&str> = members.iter().map(String::as_str).collect();
     let mut steps = Vec::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let mut words = part.split_whitespace();
@@ -1786,7 +1806,7 @@ fn parse_sequence(text: &str, members: &[String]) -> Result<Vec<Step>, String> {
             ));
         };
         let member = |arg: &str| {
-            if members.iter().any(|m| m == arg) {
+            if members.contains(arg) {
                 Ok(arg.to_string())
             } else {
                 Err(format!(
@@ -1820,9 +1840,9 @@ fn interpolation_kind(e: &InterpolationError) -> Kind {
     match e {
         InterpolationError::Missing(_) => Kind::InterpolationMissing,
         InterpolationError::Loop(_) => Kind::InterpolationLoop,
-        InterpolationError::ListValue(_) | InterpolationError::TooLong => {
-            Kind::InterpolationInvalid
-        }
+        InterpolationError::ListValue(_)
+        | InterpolationError::TooLong
+        | InterpolationError::TooDeep => Kind::InterpolationInvalid,
     }
 }
 

@@ -8,6 +8,8 @@
 //! This version's synonyms (`max_restarts`, `[[Monitor]]`) are folded here, before the merge,
 //! so a program's spelling overrides either spelling in its defaults.
 
+use std::collections::HashMap;
+
 use super::build::SourceFile;
 use super::syntax::RawValue;
 
@@ -63,6 +65,9 @@ impl<'a> Item<'a> {
 pub(super) struct Table<'a> {
     scalars: Vec<(String, Item<'a>)>,
     sections: Vec<(String, Item<'a>)>,
+    /// Where each key is: in `sections` (true) or `scalars` (false), at that index. Keeps a
+    /// section with very many keys (a long `[[Env]]`) from costing the square of its size.
+    index: HashMap<String, (bool, usize)>,
     /// Second spellings of a synonym already present (`max_restarts` beside `maxrestarts`).
     pub conflicts: Vec<(String, Item<'a>)>,
 }
@@ -131,33 +136,49 @@ impl<'a> Table<'a> {
     }
 
     pub(super) fn get(&self, key: &str) -> Option<&Item<'a>> {
-        self.scalars
-            .iter()
-            .chain(self.sections.iter())
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+        let &(in_sections, i) = self.index.get(key)?;
+        let list = if in_sections {
+            &self.sections
+        } else {
+            &self.scalars
+        };
+        list.get(i).map(|(_, v)| v)
     }
 
     /// configobj's `__setitem__`: an existing key keeps its place, a new one is appended to the
     /// list for its kind.
     fn set(&mut self, key: String, item: Item<'a>) {
-        if let Some(slot) = self
-            .scalars
-            .iter_mut()
-            .chain(self.sections.iter_mut())
-            .find(|(k, _)| *k == key)
-        {
-            slot.1 = item;
+        if let Some(&(in_sections, i)) = self.index.get(&key) {
+            let list = if in_sections {
+                &mut self.sections
+            } else {
+                &mut self.scalars
+            };
+            if let Some(slot) = list.get_mut(i) {
+                slot.1 = item;
+            }
         } else if matches!(item, Item::Section { .. }) {
+            self.index.insert(key.clone(), (true, self.sections.len()));
             self.sections.push((key, item));
         } else {
+            self.index.insert(key.clone(), (false, self.scalars.len()));
             self.scalars.push((key, item));
         }
     }
 
     fn remove(&mut self, key: &str) {
+        if self.index.remove(key).is_none() {
+            return;
+        }
         self.scalars.retain(|(k, _)| k != key);
         self.sections.retain(|(k, _)| k != key);
+        self.index.clear();
+        for (i, (k, _)) in self.scalars.iter().enumerate() {
+            self.index.insert(k.clone(), (false, i));
+        }
+        for (i, (k, _)) in self.sections.iter().enumerate() {
+            self.index.insert(k.clone(), (true, i));
+        }
     }
 
     /// configobj's `update`: every key of `other`, in its order, set into `self`.

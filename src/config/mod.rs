@@ -17,6 +17,8 @@ mod interpolate;
 mod model;
 mod pattern;
 pub(crate) mod python;
+#[cfg(test)]
+mod scaling_tests;
 mod shlex;
 mod syntax;
 mod values;

@@ -7,6 +7,7 @@
 //! This module knows nothing about usrsvc's keys and does no I/O; it must not reject anything
 //! configobj accepts, nor accept anything configobj rejects.
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use super::pattern::{
@@ -43,6 +44,30 @@ pub(crate) struct RawSection {
     pub entries: Vec<RawEntry>,
     /// Subsections in file order, as indices into the arena.
     pub children: Vec<usize>,
+    /// Every key and subsection by name, so lookups and configobj's duplicate checks take
+    /// constant time however many a section holds (a scan made them quadratic).
+    names: HashMap<String, Named>,
+}
+
+/// What a name in a section stands for: an index into `entries`, or a subsection's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Named {
+    Entry(usize),
+    Child(usize),
+}
+
+impl RawSection {
+    fn new(name: String, line: usize, depth: usize, parent: usize) -> RawSection {
+        RawSection {
+            name,
+            line,
+            depth,
+            parent,
+            entries: Vec::new(),
+            children: Vec::new(),
+            names: HashMap::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,14 +80,7 @@ pub(crate) const ROOT: usize = 0;
 impl RawTree {
     fn new() -> RawTree {
         RawTree {
-            sections: vec![RawSection {
-                name: String::new(),
-                line: 0,
-                depth: 0,
-                parent: ROOT,
-                entries: Vec::new(),
-                children: Vec::new(),
-            }],
+            sections: vec![RawSection::new(String::new(), 0, 0, ROOT)],
         }
     }
 
@@ -71,20 +89,44 @@ impl RawTree {
     }
 
     pub(crate) fn child(&self, id: usize, name: &str) -> Option<usize> {
-        let sec = self.section(id)?;
-        sec.children
-            .iter()
-            .copied()
-            .find(|&c| self.section(c).is_some_and(|s| s.name == name))
+        match self.section(id)?.names.get(name)? {
+            Named::Child(c) => Some(*c),
+            Named::Entry(_) => None,
+        }
     }
 
     pub(crate) fn entry(&self, id: usize, key: &str) -> Option<&RawEntry> {
-        self.section(id)?.entries.iter().find(|e| e.key == key)
+        let sec = self.section(id)?;
+        match sec.names.get(key)? {
+            Named::Entry(i) => sec.entries.get(*i),
+            Named::Child(_) => None,
+        }
     }
 
     /// configobj's `name in section`: keys and subsections share one namespace.
     fn contains(&self, id: usize, name: &str) -> bool {
-        self.entry(id, name).is_some() || self.child(id, name).is_some()
+        self.section(id).is_some_and(|s| s.names.contains_key(name))
+    }
+
+    /// Adds a subsection to `parent` (whose names must not hold `name` yet).
+    fn add_child(&mut self, parent: usize, name: String, line: usize, depth: usize) -> usize {
+        let id = self.sections.len();
+        if let Some(par) = self.sections.get_mut(parent) {
+            par.children.push(id);
+            par.names.insert(name.clone(), Named::Child(id));
+        }
+        self.sections
+            .push(RawSection::new(name, line, depth, parent));
+        id
+    }
+
+    /// Adds a key to `section` (whose names must not hold it yet).
+    fn add_entry(&mut self, section: usize, entry: RawEntry) {
+        if let Some(sec) = self.sections.get_mut(section) {
+            sec.names
+                .insert(entry.key.clone(), Named::Entry(sec.entries.len()));
+            sec.entries.push(entry);
+        }
     }
 }
 
@@ -490,19 +532,7 @@ pub(crate) fn parse_lines(lines: &[String]) -> Parsed {
                 );
                 continue;
             }
-            let id = tree.sections.len();
-            tree.sections.push(RawSection {
-                name,
-                line: lineno,
-                depth,
-                parent,
-                entries: Vec::new(),
-                children: Vec::new(),
-            });
-            if let Some(par) = tree.sections.get_mut(parent) {
-                par.children.push(id);
-            }
-            this = id;
+            this = tree.add_child(parent, name, lineno, depth);
             continue;
         }
 
@@ -557,13 +587,14 @@ pub(crate) fn parse_lines(lines: &[String]) -> Parsed {
             cur += 1;
             continue;
         }
-        if let Some(sec) = tree.sections.get_mut(this) {
-            sec.entries.push(RawEntry {
+        tree.add_entry(
+            this,
+            RawEntry {
                 key,
                 value,
                 line: lineno,
-            });
-        }
+            },
+        );
         cur += 1;
     }
     Parsed { tree, errors }
