@@ -12,6 +12,7 @@
 
 mod build;
 mod error;
+mod fastpath;
 mod inherit;
 mod interpolate;
 mod model;

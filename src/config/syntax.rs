@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use super::fastpath;
 use super::pattern::{
     alt, ch, cls, group, lazy_star, lits, opt, plus, seq, star, Class, Node, Pattern,
 };
@@ -388,9 +389,40 @@ fn unquote(s: &str) -> Option<String> {
     }
 }
 
+/// The section marker regex on a line (`None` at once when it cannot match).
+pub(super) fn section_marker(line: &str) -> Option<super::pattern::Captures> {
+    if !fastpath::may_be_section(line) {
+        return None;
+    }
+    let chars: Vec<char> = line.chars().collect();
+    patterns().section.match_at(&chars, 0)
+}
+
+/// The keyword regex's key and value text of a line (plain lines without the matcher).
+pub(super) fn keyword(line: &str) -> Option<(String, String)> {
+    if let Some((key, value)) = fastpath::keyword(line) {
+        return Some((key.to_string(), value.to_string()));
+    }
+    keyword_regex(line)
+}
+
+pub(super) fn keyword_regex(line: &str) -> Option<(String, String)> {
+    let chars: Vec<char> = line.chars().collect();
+    let caps = patterns().keyword.match_at(&chars, 0)?;
+    Some((
+        caps.text(&chars, 1).unwrap_or_default(),
+        caps.text(&chars, 2).unwrap_or_default(),
+    ))
+}
+
 /// configobj's `_handle_value` with list values on: the value text after `=` (with any
 /// trailing comment) to a string or list. `None` is configobj's "Parse error in value".
 pub(crate) fn handle_value(value: &str) -> Option<RawValue> {
+    fastpath::value(value).or_else(|| handle_value_regex(value))
+}
+
+/// `handle_value` by configobj's regular expressions alone.
+pub(super) fn handle_value_regex(value: &str) -> Option<RawValue> {
     let p = patterns();
     let chars: Vec<char> = value.chars().collect();
     let caps = p.value.match_at(&chars, 0)?;
@@ -466,7 +498,6 @@ fn multiline(value: &str, lines: &[String], cur: usize) -> Option<(String, usize
 /// configobj's `_parse` over lines that have already been decoded and had their line endings
 /// stripped.
 pub(crate) fn parse_lines(lines: &[String]) -> Parsed {
-    let p = patterns();
     let mut tree = RawTree::new();
     let mut errors = Vec::new();
     let mut this = ROOT;
@@ -486,9 +517,8 @@ pub(crate) fn parse_lines(lines: &[String]) -> Parsed {
             cur += 1;
             continue;
         }
-        let chars: Vec<char> = line.chars().collect();
-
-        if let Some(caps) = p.section.match_at(&chars, 0) {
+        if let Some(caps) = section_marker(line) {
+            let chars: Vec<char> = line.chars().collect();
             cur += 1;
             let open = caps.text(&chars, 1).unwrap_or_default();
             let name = caps.text(&chars, 2).unwrap_or_default();
@@ -536,7 +566,7 @@ pub(crate) fn parse_lines(lines: &[String]) -> Parsed {
             continue;
         }
 
-        let Some(caps) = p.keyword.match_at(&chars, 0) else {
+        let Some((key, value_text)) = keyword(line) else {
             err(
                 SyntaxErrorKind::InvalidLine,
                 &format!(
@@ -548,8 +578,6 @@ pub(crate) fn parse_lines(lines: &[String]) -> Parsed {
             cur += 1;
             continue;
         };
-        let key = caps.text(&chars, 1).unwrap_or_default();
-        let value_text = caps.text(&chars, 2).unwrap_or_default();
         let value = if value_text.starts_with("'''") || value_text.starts_with("\"\"\"") {
             match multiline(&value_text, lines, cur) {
                 Some((v, end)) => {
