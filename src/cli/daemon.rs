@@ -147,6 +147,13 @@ fn run(argv: Vec<String>) -> ReturnCode {
         "start" if args.foreground => foreground(&path, &args, format),
         "start" => start(&path, &args, &console),
         "checkconfig" => match load_config(&path, &console, false) {
+            // What `usrsvcd start` would fail on (136) though the config is valid.
+            Ok(config) if !config.daemon_errors.is_empty() => {
+                for e in &config.daemon_errors {
+                    console.error(&format!("Error in configuration: {e}"));
+                }
+                ReturnCode::InsufficientPermissions
+            }
             Ok(_) => ReturnCode::Success,
             Err(errors) => {
                 for e in errors.iter() {

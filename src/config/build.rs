@@ -159,6 +159,7 @@ pub(crate) fn build(
         probe,
         errors: Vec::new(),
         warnings: Vec::new(),
+        daemon_errors: Vec::new(),
     };
     let main = b.main();
     let defaults = b.collect_defaults();
@@ -188,17 +189,21 @@ pub(crate) fn build(
         programs,
         groups,
         warnings: b.warnings,
+        daemon_errors: b.daemon_errors,
     })
 }
 
-/// The `[Main] config_dir` of a parsed main file, as `build` will resolve it; `load` needs it
-/// before the other files can be read. Problems with it are left for `build` to report.
-pub(crate) fn config_dir_of(main: &SourceFile, home: &Path) -> Option<PathBuf> {
+/// The `[Main] config_dir` of a parsed main file, as `build` will resolve it, and the line
+/// that sets it; `load` needs it before the other files can be read. Problems with it are left
+/// for `build` to report.
+pub(crate) fn config_dir_of(main: &SourceFile, home: &Path) -> Option<(PathBuf, usize)> {
     let tree = &main.tree;
     let sec = tree.child(ROOT, "Main")?;
     let entry = tree.entry(sec, "config_dir")?;
     match interpolate_value(tree, sec, "config_dir", &entry.value).ok()? {
-        RawValue::Scalar(s) if !s.is_empty() => Some(config_dir_path(&s, home, main.dir())),
+        RawValue::Scalar(s) if !s.is_empty() => {
+            Some((config_dir_path(&s, home, main.dir()), entry.line))
+        }
         _ => None,
     }
 }
@@ -226,6 +231,7 @@ struct Builder<'a> {
     probe: &'a dyn Probe,
     errors: Vec<ConfigError>,
     warnings: Vec<String>,
+    daemon_errors: Vec<ConfigError>,
 }
 
 /// Who an error is about: the section label and where to point when the key has no line.
@@ -260,6 +266,19 @@ impl<'a> Builder<'a> {
         key: Option<&str>,
         message: String,
     ) {
+        let e = self.located(kind, scope, at, key, message);
+        self.errors.push(e);
+    }
+
+    /// The error `error` records, for the caller to put elsewhere.
+    fn located(
+        &self,
+        kind: Kind,
+        scope: &Scope,
+        at: Option<&Origin>,
+        key: Option<&str>,
+        message: String,
+    ) -> ConfigError {
         let (file, line, label) = match at {
             Some(o) => {
                 let label = match &o.inherited {
@@ -276,7 +295,7 @@ impl<'a> Builder<'a> {
         if let Some(k) = key {
             e = e.for_key(k);
         }
-        self.errors.push(e);
+        e
     }
 
     /// Interpolates every value of `table` in `keys()` order, as the original's `**section`
@@ -683,17 +702,31 @@ impl<'a> Builder<'a> {
             _ => None,
         };
         let pidfile = match self.scalar(&values, "pidfile", &scope, "") {
-            Some(Some((v, origin, _))) if !v.is_empty() => self.path(&v, &origin),
-            _ => self.home.join(format!("{}_usrsvcd.pid", self.probe.uid())),
+            Some(Some((v, origin, _))) if !v.is_empty() => {
+                let p = self.path(&v, &origin);
+                self.daemon_file("pidfile", &p, &scope, Some(&origin));
+                p
+            }
+            _ => {
+                let p = self.home.join(format!("{}_usrsvcd.pid", self.probe.uid()));
+                self.daemon_file("pidfile", &p, &scope, None);
+                p
+            }
         };
         let usrsvcd_stdout = match self.scalar(&values, "usrsvcd_stdout", &scope, "") {
-            Some(Some((v, origin, _))) if !v.is_empty() => Some(self.path(&v, &origin)),
+            Some(Some((v, origin, key))) if !v.is_empty() => {
+                let p = self.path(&v, &origin);
+                self.daemon_file(&key, &p, &scope, Some(&origin));
+                Some(p)
+            }
             _ => None,
         };
         let usrsvcd_stderr = match self.scalar(&values, "usrsvcd_stderr", &scope, "") {
             Some(Some((v, _, _))) if v == "stdout" => Some(LogTarget::Stdout),
-            Some(Some((v, origin, _))) if !v.is_empty() => {
-                Some(LogTarget::Path(self.path(&v, &origin)))
+            Some(Some((v, origin, key))) if !v.is_empty() => {
+                let p = self.path(&v, &origin);
+                self.daemon_file(&key, &p, &scope, Some(&origin));
+                Some(LogTarget::Path(p))
             }
             _ => None,
         };
@@ -1169,6 +1202,10 @@ impl<'a> Builder<'a> {
         // 8. command non-empty and splittable
         let mut argv = Vec::new();
         match &command {
+            Some((c, origin)) if c.contains('\0') => {
+                let origin = origin.clone();
+                self.nul_byte("command", scope, &origin);
+            }
             Some((c, origin)) if c.is_empty() => {
                 let origin = origin.clone();
                 self.error(
@@ -1326,7 +1363,24 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// `Program p defines a stdout path as "…" but the folder … does not exist.`
+    /// A NUL byte in the program's command or environment: `exec` cannot pass one, so the start
+    /// would fail; the config is refused instead (new in 2.0). `key` is shown with `\0`.
+    fn nul_byte(&mut self, key: &str, scope: &Scope, origin: &Origin) {
+        let key = key.replace('\0', "\\0");
+        self.error(
+            Kind::NulByte,
+            scope,
+            Some(origin),
+            Some(&key),
+            format!(
+                "Invalid value for config parameter {key}: a NUL byte, which a command line or an environment cannot carry"
+            ),
+        );
+    }
+
+    /// `Program p defines a stdout path as "…" but the folder … does not exist.` In 1.5.13 this
+    /// made the whole config invalid; now it is that program's problem alone: a warning here,
+    /// and its start fails (exit 136) until the folder is there (design §1.5).
     fn log_dir(
         &mut self,
         name: &str,
@@ -1339,16 +1393,41 @@ impl<'a> Builder<'a> {
         let text = path.to_string_lossy();
         let dir = py_dirname(&text);
         if !self.probe.is_dir(Path::new(dir)) {
-            self.error(
+            let e = self.located(
                 Kind::LogDirMissing,
                 scope,
                 Some(origin),
                 Some(key),
                 format!(
-                    "Program {name} defines a {which} path as \"{text}\" but the folder {dir} does not exist."
+                    "Program {name} defines a {which} path as \"{text}\" but the folder {dir} does not exist. Starting {name} fails until it exists; the other programs are not affected."
                 ),
             );
+            self.warnings.push(format!("Warning: {e}"));
         }
+    }
+
+    /// A file of the daemon's own (`[Main] pidfile`, `usrsvcd_stdout`, `usrsvcd_stderr`) in a
+    /// folder that does not exist: `usrsvcd start` would fail on it (exit 136), `usrsvc` does
+    /// not care. Kept apart from the errors, for `usrsvcd checkconfig` (new in 2.0).
+    fn daemon_file(&mut self, key: &str, path: &Path, scope: &Scope, origin: Option<&Origin>) {
+        let text = path.to_string_lossy();
+        let dir = py_dirname(&text);
+        if dir.is_empty() || self.probe.is_dir(Path::new(dir)) {
+            return;
+        }
+        let what = if key == "pidfile" {
+            "its pidfile"
+        } else {
+            "its log"
+        };
+        let e = self.located(
+            Kind::DaemonDirMissing,
+            scope,
+            origin,
+            Some(key),
+            format!("usrsvcd cannot write {what} \"{text}\": the folder {dir} does not exist."),
+        );
+        self.daemon_errors.push(e);
     }
 
     fn env(&mut self, values: &Values<'_, 'a>, scope: &Scope) -> Vec<(String, String)> {
@@ -1371,8 +1450,12 @@ impl<'a> Builder<'a> {
         let inner = self.resolve(table, scope, &prefix);
         let mut env = Vec::new();
         for value in &inner {
-            if let Some((v, _, key)) = self.scalar_of(value, scope, &prefix) {
-                env.push((key, v));
+            if let Some((v, origin, key)) = self.scalar_of(value, scope, &prefix) {
+                if key.contains('\0') || v.contains('\0') {
+                    self.nul_byte(&format!("{prefix}{key}"), scope, &origin);
+                } else {
+                    env.push((key, v));
+                }
             }
         }
         env
@@ -1479,6 +1562,10 @@ impl<'a> Builder<'a> {
                 );
             }
             let command = match self.scalar(&inner, "command", scope, &prefix) {
+                Some(Some((v, origin, _))) if v.contains('\0') => {
+                    self.nul_byte(&format!("{prefix}command"), scope, &origin);
+                    None
+                }
                 Some(Some((v, _, _))) if !v.trim().is_empty() => Some(v.trim().to_string()),
                 Some(None) => None,
                 _ => {
@@ -2546,18 +2633,75 @@ rss_limit = 5
     }
 
     #[test]
-    fn log_directories_must_exist() {
-        let e = errors(&[main_with(
-            "[Program:p]\ncommand = x\npidfile = p\nstdout = /nope/o\nstderr = nope/e\n",
+    fn a_missing_log_directory_is_a_warning_about_that_program_alone() {
+        // 1.5.13: an error that made the whole config invalid.
+        let c = ok(&[main_with(
+            "[Program:p]\ncommand = x\npidfile = p\nstdout = /nope/o\nstderr = nope/e\n[Program:q]\ncommand = y\npidfile = q\nstdout = logs/q\n",
         )]);
-        let got: Vec<&str> = e.iter().map(|e| e.message.as_str()).collect();
+        let names: Vec<&str> = c.programs.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["p", "q"]);
+        assert_eq!(
+            c.program("p").map(|p| p.stdout.clone()),
+            Some("/nope/o".into())
+        );
+        assert_eq!(
+            c.warnings,
+            [
+                "Warning: /home/u/usrsvc.cfg:5: [Program:p] stdout: Program p defines a stdout path as \"/nope/o\" but the folder /nope does not exist. Starting p fails until it exists; the other programs are not affected.",
+                "Warning: /home/u/usrsvc.cfg:6: [Program:p] stderr: Program p defines a stderr path as \"/home/u/nope/e\" but the folder /home/u/nope does not exist. Starting p fails until it exists; the other programs are not affected.",
+            ]
+        );
+        assert!(c.daemon_errors.is_empty());
+    }
+
+    #[test]
+    fn daemon_files_in_missing_folders_are_kept_for_checkconfig() {
+        let c = ok(&[main_with(
+            "pidfile = /nope/d.pid\nusrsvcd_stdout = gone/out\nusrsvcd_stderr = logs/err\n",
+        )]);
+        assert_eq!(c.main.pidfile, PathBuf::from("/nope/d.pid"));
+        let got: Vec<String> = c.daemon_errors.iter().map(|e| e.to_string()).collect();
         assert_eq!(
             got,
             [
-                "Program p defines a stdout path as \"/nope/o\" but the folder /nope does not exist.",
-                "Program p defines a stderr path as \"/home/u/nope/e\" but the folder /home/u/nope does not exist.",
+                "/home/u/usrsvc.cfg:2: [Main] pidfile: usrsvcd cannot write its pidfile \"/nope/d.pid\": the folder /nope does not exist.",
+                "/home/u/usrsvc.cfg:3: [Main] usrsvcd_stdout: usrsvcd cannot write its log \"/home/u/gone/out\": the folder /home/u/gone does not exist.",
             ]
         );
+        assert!(c
+            .daemon_errors
+            .iter()
+            .all(|e| e.kind == Kind::DaemonDirMissing));
+        // The default pidfile is in HOME: a missing HOME is named at the [Main] line.
+        let files = [main_with(PROG)];
+        let c = match build(&files, Path::new("/home/gone"), &fake()) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let got: Vec<String> = c.daemon_errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            got,
+            ["/home/u/usrsvc.cfg:1: [Main] pidfile: usrsvcd cannot write its pidfile \"/home/gone/1001_usrsvcd.pid\": the folder /home/gone does not exist."]
+        );
+        assert!(ok(&[main_with(PROG)]).daemon_errors.is_empty());
+    }
+
+    #[test]
+    fn nul_bytes_in_commands_and_environments_are_refused() {
+        let e = errors(&[main_with(
+            "[Program:p]\ncommand = \"sleep\x001\"\npidfile = p\nstdout = logs/p\n[[Env]]\nA = x\x00y\n\"B\x00C\" = z\nD = fine\n[[HealthCheck:h]]\ncommand = true\x00\n",
+        )]);
+        let got: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            got,
+            [
+                "/home/u/usrsvc.cfg:7: [Program:p] Env.A: Invalid value for config parameter Env.A: a NUL byte, which a command line or an environment cannot carry",
+                "/home/u/usrsvc.cfg:8: [Program:p] Env.B\\0C: Invalid value for config parameter Env.B\\0C: a NUL byte, which a command line or an environment cannot carry",
+                "/home/u/usrsvc.cfg:3: [Program:p] command: Invalid value for config parameter command: a NUL byte, which a command line or an environment cannot carry",
+                "/home/u/usrsvc.cfg:11: [Program:p] HealthCheck:h.command: Invalid value for config parameter HealthCheck:h.command: a NUL byte, which a command line or an environment cannot carry",
+            ]
+        );
+        assert!(e.iter().all(|e| e.kind == Kind::NulByte));
     }
 
     #[test]

@@ -1036,6 +1036,7 @@ impl Daemon {
             programs: vec![prog],
             groups: Vec::new(),
             warnings: Vec::new(),
+            daemon_errors: Vec::new(),
         };
         let json = match serde_json::to_vec(&one) {
             Ok(j) => j,
@@ -1827,6 +1828,7 @@ impl Daemon {
                 .collect(),
             groups: vec![g.clone()],
             warnings: Vec::new(),
+            daemon_errors: Vec::new(),
         };
         let json = match serde_json::to_vec(&one) {
             Ok(j) => j,
