@@ -160,6 +160,7 @@ pub(crate) fn build(
         errors: Vec::new(),
         warnings: Vec::new(),
         daemon_errors: Vec::new(),
+        dirs: HashMap::new(),
     };
     let main = b.main();
     let defaults = b.collect_defaults();
@@ -232,6 +233,8 @@ struct Builder<'a> {
     errors: Vec<ConfigError>,
     warnings: Vec<String>,
     daemon_errors: Vec<ConfigError>,
+    /// What `probe.is_dir` said of each folder asked about.
+    dirs: HashMap<String, bool>,
 }
 
 /// Who an error is about: the section label and where to point when the key has no line.
@@ -353,7 +356,7 @@ impl<'a> Builder<'a> {
         scope: &Scope,
         prefix: &str,
     ) -> Option<(String, Origin, String)> {
-        let spelled = format!("{prefix}{}", item.key());
+        let spelled = || format!("{prefix}{}", item.key());
         match resolved {
             Resolved::Str(s) => Some((s.clone(), item.origin().clone(), item.key().to_string())),
             Resolved::List(_) => {
@@ -361,7 +364,7 @@ impl<'a> Builder<'a> {
                     Kind::ListValue,
                     scope,
                     Some(item.origin()),
-                    Some(&spelled),
+                    Some(&spelled()),
                     format!(
                         "Invalid value for config parameter {}: a list (unquoted comma); quote the value",
                         item.key()
@@ -374,7 +377,7 @@ impl<'a> Builder<'a> {
                     Kind::SubsectionValue,
                     scope,
                     Some(item.origin()),
-                    Some(&spelled),
+                    Some(&spelled()),
                     format!(
                         "Invalid value for config parameter {}: a subsection, where a value is expected",
                         item.key()
@@ -995,7 +998,7 @@ impl<'a> Builder<'a> {
                     seen.insert(name.to_string(), here.clone());
                 }
                 let table = Table::from_section(files, fi, c, true, None);
-                let Some(table) = self.apply_defaults(name, &table, &scope, defaults) else {
+                let Some(table) = self.apply_defaults(name, table, &scope, defaults) else {
                     continue;
                 };
                 if let Some(p) = self.program(name, &table, here, &scope) {
@@ -1013,12 +1016,12 @@ impl<'a> Builder<'a> {
     fn apply_defaults(
         &mut self,
         name: &str,
-        table: &Table<'a>,
+        table: Table<'a>,
         scope: &Scope,
         defaults: &HashMap<String, DefaultsDef>,
     ) -> Option<Table<'a>> {
         let Some(item) = table.get("defaults") else {
-            return Some(table.clone());
+            return Some(table);
         };
         let origin = item.origin().clone();
         let wanted = match item {
@@ -1086,7 +1089,7 @@ impl<'a> Builder<'a> {
             return None;
         };
         let base = Table::from_section(self.files, def.file, section, true, Some(&wanted));
-        Some(merge(&base, table))
+        Some(merge(&base, &table))
     }
 
     /// One program's keys, checked in the original's order (spec §4.5).
@@ -1363,6 +1366,16 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// `probe.is_dir`, asked once per folder (most programs share their log folder).
+    fn is_dir(&mut self, dir: &str) -> bool {
+        if let Some(&known) = self.dirs.get(dir) {
+            return known;
+        }
+        let found = self.probe.is_dir(Path::new(dir));
+        self.dirs.insert(dir.to_string(), found);
+        found
+    }
+
     /// A NUL byte in the program's command or environment: `exec` cannot pass one, so the start
     /// would fail; the config is refused instead (new in 2.0). `key` is shown with `\0`.
     fn nul_byte(&mut self, key: &str, scope: &Scope, origin: &Origin) {
@@ -1392,7 +1405,7 @@ impl<'a> Builder<'a> {
     ) {
         let text = path.to_string_lossy();
         let dir = py_dirname(&text);
-        if !self.probe.is_dir(Path::new(dir)) {
+        if !self.is_dir(dir) {
             let e = self.located(
                 Kind::LogDirMissing,
                 scope,

@@ -8,9 +8,8 @@
 //! This version's synonyms (`max_restarts`, `[[Monitor]]`) are folded here, before the merge,
 //! so a program's spelling overrides either spelling in its defaults.
 
-use std::collections::HashMap;
-
 use super::build::SourceFile;
+use super::hashing::NameMap;
 use super::syntax::RawValue;
 
 /// Synonyms this version accepts (the original README documented them): spelled → canonical.
@@ -67,7 +66,7 @@ pub(super) struct Table<'a> {
     sections: Vec<(String, Item<'a>)>,
     /// Where each key is: in `sections` (true) or `scalars` (false), at that index. Keeps a
     /// section with very many keys (a long `[[Env]]`) from costing the square of its size.
-    index: HashMap<String, (bool, usize)>,
+    index: NameMap<(bool, usize)>,
     /// Second spellings of a synonym already present (`max_restarts` beside `maxrestarts`).
     pub conflicts: Vec<(String, Item<'a>)>,
 }

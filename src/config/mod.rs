@@ -13,6 +13,7 @@
 mod build;
 mod error;
 mod fastpath;
+mod hashing;
 mod inherit;
 mod interpolate;
 mod model;

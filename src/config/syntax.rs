@@ -7,10 +7,10 @@
 //! This module knows nothing about usrsvc's keys and does no I/O; it must not reject anything
 //! configobj accepts, nor accept anything configobj rejects.
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use super::fastpath;
+use super::hashing::NameMap;
 use super::pattern::{
     alt, ch, cls, group, lazy_star, lits, opt, plus, seq, star, Class, Node, Pattern,
 };
@@ -47,7 +47,7 @@ pub(crate) struct RawSection {
     pub children: Vec<usize>,
     /// Every key and subsection by name, so lookups and configobj's duplicate checks take
     /// constant time however many a section holds (a scan made them quadratic).
-    names: HashMap<String, Named>,
+    names: NameMap<Named>,
 }
 
 /// What a name in a section stands for: an index into `entries`, or a subsection's id.
@@ -66,7 +66,7 @@ impl RawSection {
             parent,
             entries: Vec::new(),
             children: Vec::new(),
-            names: HashMap::new(),
+            names: NameMap::default(),
         }
     }
 }
@@ -389,13 +389,26 @@ fn unquote(s: &str) -> Option<String> {
     }
 }
 
-/// The section marker regex on a line (`None` at once when it cannot match).
-pub(super) fn section_marker(line: &str) -> Option<super::pattern::Captures> {
+/// The section marker regex's brackets, name and closing brackets of a line (plain markers
+/// without the matcher; `None` at once when the line cannot be one).
+pub(super) fn section_marker(line: &str) -> Option<(String, String, String)> {
     if !fastpath::may_be_section(line) {
         return None;
     }
+    if let Some((open, name, close)) = fastpath::section(line) {
+        return Some((open.to_string(), name.to_string(), close.to_string()));
+    }
+    section_regex(line)
+}
+
+pub(super) fn section_regex(line: &str) -> Option<(String, String, String)> {
     let chars: Vec<char> = line.chars().collect();
-    patterns().section.match_at(&chars, 0)
+    let caps = patterns().section.match_at(&chars, 0)?;
+    Some((
+        caps.text(&chars, 1).unwrap_or_default(),
+        caps.text(&chars, 2).unwrap_or_default(),
+        caps.text(&chars, 3).unwrap_or_default(),
+    ))
 }
 
 /// The keyword regex's key and value text of a line (plain lines without the matcher).
@@ -517,12 +530,8 @@ pub(crate) fn parse_lines(lines: &[String]) -> Parsed {
             cur += 1;
             continue;
         }
-        if let Some(caps) = section_marker(line) {
-            let chars: Vec<char> = line.chars().collect();
+        if let Some((open, name, close)) = section_marker(line) {
             cur += 1;
-            let open = caps.text(&chars, 1).unwrap_or_default();
-            let name = caps.text(&chars, 2).unwrap_or_default();
-            let close = caps.text(&chars, 3).unwrap_or_default();
             let depth = open.matches('[').count();
             if depth != close.matches(']').count() {
                 err(
