@@ -14,7 +14,7 @@
 #   programs   many small [Program:pN] sections
 #   env        one program with many [[Env]] keys
 #   multiline  one triple-quoted value continued over many lines
-#   interp     one value made of many %(name)s references
+#   interp     many [[Env]] values made of %(name)s references
 #
 # Prints a markdown table (wall seconds, exit status) on stdout. Nothing is asserted: a command
 # that runs out of TIMEOUT is shown as such. Files go to a temporary directory, removed at exit.
@@ -80,10 +80,15 @@ elif shape == "multiline":
     out.append(line * (size // len(line)))
     out.append("last line'''\n")
 elif shape == "interp":
+    # [[Env]] values of 50 references each to a key at the top of the file.
     out.insert(0, "longer_name = y\n")
-    out.append(program("p0"))
-    # The result (one character per reference) stays under the 1 MiB limit of a value.
-    out.append("email_alerts = " + "%(longer_name)s" * (size // 15) + "\n")
+    out.append(program("p0", "[[Env]]\n"))
+    i, n = 0, 0
+    while n < size:
+        line = f"V_{i} = " + "%(longer_name)s" * 50 + "\n"
+        out.append(line)
+        n += len(line)
+        i += 1
 else:
     sys.exit(f"unknown shape {shape}")
 with open(path, "w") as f:
