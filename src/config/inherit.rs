@@ -10,6 +10,9 @@
 
 use super::build::SourceFile;
 use super::hashing::NameMap;
+
+/// Up to this many keys a table is scanned rather than indexed.
+const SMALL: usize = 12;
 use super::syntax::RawValue;
 
 /// Synonyms this version accepts (the original README documented them): spelled → canonical.
@@ -64,8 +67,8 @@ impl<'a> Item<'a> {
 pub(super) struct Table<'a> {
     scalars: Vec<(String, Item<'a>)>,
     sections: Vec<(String, Item<'a>)>,
-    /// Where each key is: in `sections` (true) or `scalars` (false), at that index. Keeps a
-    /// section with very many keys (a long `[[Env]]`) from costing the square of its size.
+    /// Where each key is, once there are more than `SMALL` (see `find`): keeps a section with
+    /// very many keys (a long `[[Env]]`) from costing the square of its size.
     index: NameMap<(bool, usize)>,
     /// Second spellings of a synonym already present (`max_restarts` beside `maxrestarts`).
     pub conflicts: Vec<(String, Item<'a>)>,
@@ -86,6 +89,8 @@ impl<'a> Table<'a> {
         let Some(sec) = tree.section(section) else {
             return table;
         };
+        table.index.reserve(sec.entries.len() + sec.children.len());
+        table.scalars.reserve(sec.entries.len());
         let origin = |line| Origin {
             file,
             section,
@@ -135,7 +140,7 @@ impl<'a> Table<'a> {
     }
 
     pub(super) fn get(&self, key: &str) -> Option<&Item<'a>> {
-        let &(in_sections, i) = self.index.get(key)?;
+        let (in_sections, i) = self.find(key)?;
         let list = if in_sections {
             &self.sections
         } else {
@@ -146,8 +151,41 @@ impl<'a> Table<'a> {
 
     /// configobj's `__setitem__`: an existing key keeps its place, a new one is appended to the
     /// list for its kind.
+    /// Where `key` is: in `sections` (true) or `scalars`, at that index. Small tables are
+    /// scanned; larger ones have an index.
+    fn find(&self, key: &str) -> Option<(bool, usize)> {
+        if self.scalars.len() + self.sections.len() > SMALL {
+            return self.index.get(key).copied();
+        }
+        if let Some(i) = self.scalars.iter().position(|(k, _)| k == key) {
+            return Some((false, i));
+        }
+        self.sections
+            .iter()
+            .position(|(k, _)| k == key)
+            .map(|i| (true, i))
+    }
+
+    /// Keeps the index whole once the table has grown past `SMALL`.
+    fn reindex(&mut self) {
+        let count = self.scalars.len() + self.sections.len();
+        if count <= SMALL {
+            self.index.clear();
+            return;
+        }
+        if self.index.len() != count {
+            self.index.clear();
+            for (i, (k, _)) in self.scalars.iter().enumerate() {
+                self.index.insert(k.clone(), (false, i));
+            }
+            for (i, (k, _)) in self.sections.iter().enumerate() {
+                self.index.insert(k.clone(), (true, i));
+            }
+        }
+    }
+
     fn set(&mut self, key: String, item: Item<'a>) {
-        if let Some(&(in_sections, i)) = self.index.get(&key) {
+        if let Some((in_sections, i)) = self.find(&key) {
             let list = if in_sections {
                 &mut self.sections
             } else {
@@ -156,28 +194,30 @@ impl<'a> Table<'a> {
             if let Some(slot) = list.get_mut(i) {
                 slot.1 = item;
             }
-        } else if matches!(item, Item::Section { .. }) {
-            self.index.insert(key.clone(), (true, self.sections.len()));
-            self.sections.push((key, item));
         } else {
-            self.index.insert(key.clone(), (false, self.scalars.len()));
-            self.scalars.push((key, item));
+            let in_sections = matches!(item, Item::Section { .. });
+            let list = if in_sections {
+                &mut self.sections
+            } else {
+                &mut self.scalars
+            };
+            let at = list.len();
+            list.push((key.clone(), item));
+            if self.scalars.len() + self.sections.len() > SMALL {
+                self.index.insert(key, (in_sections, at));
+                self.reindex();
+            }
         }
     }
 
     fn remove(&mut self, key: &str) {
-        if self.index.remove(key).is_none() {
+        if self.find(key).is_none() {
             return;
         }
         self.scalars.retain(|(k, _)| k != key);
         self.sections.retain(|(k, _)| k != key);
         self.index.clear();
-        for (i, (k, _)) in self.scalars.iter().enumerate() {
-            self.index.insert(k.clone(), (false, i));
-        }
-        for (i, (k, _)) in self.sections.iter().enumerate() {
-            self.index.insert(k.clone(), (true, i));
-        }
+        self.reindex();
     }
 
     /// configobj's `update`: every key of `other`, in its order, set into `self`.

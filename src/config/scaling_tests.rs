@@ -289,3 +289,64 @@ fn many_programs_and_a_group_of_them() {
         Some(20 * n)
     );
 }
+
+/// Sections and merged tables are scanned while small and indexed past a dozen names: both
+/// find every key and subsection, and the duplicate checks see them, on either side.
+#[test]
+fn lookups_agree_around_the_index_threshold() {
+    for n in 0..30 {
+        let mut text = String::from("[s]\n");
+        for i in 0..n {
+            text.push_str(&format!("k{i} = {i}\n"));
+        }
+        for i in 0..n {
+            text.push_str(&format!("[[c{i}]]\n"));
+        }
+        let p = parse(text);
+        assert!(p.errors.is_empty(), "{n}: {:?}", p.errors);
+        let s = p.tree.child(ROOT, "s").unwrap_or(usize::MAX);
+        for i in 0..n {
+            let entry = p.tree.entry(s, &format!("k{i}")).map(|e| e.line);
+            assert_eq!(entry, Some(2 + i), "{n} k{i}");
+            assert!(p.tree.child(s, &format!("c{i}")).is_some(), "{n} c{i}");
+            assert!(p.tree.entry(s, &format!("c{i}")).is_none(), "{n} c{i}");
+            assert!(p.tree.child(s, &format!("k{i}")).is_none(), "{n} k{i}");
+        }
+        assert!(p.tree.entry(s, "nope").is_none());
+        // Duplicates: a key given again, and a section named like a key.
+        let mut text = String::new();
+        for i in 0..n {
+            text.push_str(&format!("k{i} = {i}\n"));
+        }
+        text.push_str("k0 = again\n[k1]\n");
+        let p = parse(text);
+        let dups = usize::from(n > 0) + usize::from(n > 1);
+        assert_eq!(p.errors.len(), dups, "{n}: {:?}", p.errors);
+    }
+    // A program's keys merged over its defaults, on both sides of the threshold.
+    for n in [3, 12, 13, 40] {
+        let mut text = String::from("[Main]\n[DefaultSettings:d]\n[[Env]]\n");
+        for i in 0..n {
+            text.push_str(&format!("D{i} = d\n"));
+        }
+        text.push_str(&format!("{}defaults = d\n[[Env]]\n", program("p")));
+        for i in 0..n {
+            text.push_str(&format!("D{} = p\n", i * 2));
+        }
+        let config = load("a merge", &text);
+        let env = config
+            .programs
+            .first()
+            .map(|p| p.env.clone())
+            .unwrap_or_default();
+        let get = |k: &str| {
+            env.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(env.len(), n + n / 2, "{n}");
+        assert_eq!(get("D0"), Some("p"));
+        assert_eq!(get("D1"), Some("d"));
+        assert_eq!(get(&format!("D{}", 2 * (n - 1))), Some("p"));
+    }
+}

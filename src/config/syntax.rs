@@ -45,10 +45,14 @@ pub(crate) struct RawSection {
     pub entries: Vec<RawEntry>,
     /// Subsections in file order, as indices into the arena.
     pub children: Vec<usize>,
-    /// Every key and subsection by name, so lookups and configobj's duplicate checks take
-    /// constant time however many a section holds (a scan made them quadratic).
+    /// Every key and subsection by name once there are more than `SMALL` of them, so lookups
+    /// and configobj's duplicate checks take constant time however many a section holds (a
+    /// scan made them quadratic). Small sections, nearly all of them, are scanned.
     names: NameMap<Named>,
 }
+
+/// Up to this many names a section is scanned rather than indexed.
+const SMALL: usize = 12;
 
 /// What a name in a section stands for: an index into `entries`, or a subsection's id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,43 +94,87 @@ impl RawTree {
     }
 
     pub(crate) fn child(&self, id: usize, name: &str) -> Option<usize> {
-        match self.section(id)?.names.get(name)? {
-            Named::Child(c) => Some(*c),
+        match self.lookup(id, name)? {
+            Named::Child(c) => Some(c),
             Named::Entry(_) => None,
         }
     }
 
     pub(crate) fn entry(&self, id: usize, key: &str) -> Option<&RawEntry> {
-        let sec = self.section(id)?;
-        match sec.names.get(key)? {
-            Named::Entry(i) => sec.entries.get(*i),
+        match self.lookup(id, key)? {
+            Named::Entry(i) => self.section(id)?.entries.get(i),
             Named::Child(_) => None,
         }
     }
 
     /// configobj's `name in section`: keys and subsections share one namespace.
     fn contains(&self, id: usize, name: &str) -> bool {
-        self.section(id).is_some_and(|s| s.names.contains_key(name))
+        self.lookup(id, name).is_some()
+    }
+
+    fn lookup(&self, id: usize, name: &str) -> Option<Named> {
+        let sec = self.section(id)?;
+        if sec.entries.len() + sec.children.len() > SMALL {
+            return sec.names.get(name).copied();
+        }
+        if let Some(i) = sec.entries.iter().position(|e| e.key == name) {
+            return Some(Named::Entry(i));
+        }
+        sec.children
+            .iter()
+            .copied()
+            .find(|&c| self.section(c).is_some_and(|s| s.name == name))
+            .map(Named::Child)
     }
 
     /// Adds a subsection to `parent` (whose names must not hold `name` yet).
     fn add_child(&mut self, parent: usize, name: String, line: usize, depth: usize) -> usize {
         let id = self.sections.len();
+        self.sections
+            .push(RawSection::new(name.clone(), line, depth, parent));
         if let Some(par) = self.sections.get_mut(parent) {
             par.children.push(id);
-            par.names.insert(name.clone(), Named::Child(id));
         }
-        self.sections
-            .push(RawSection::new(name, line, depth, parent));
+        self.index(parent, name, Named::Child(id));
         id
     }
 
     /// Adds a key to `section` (whose names must not hold it yet).
     fn add_entry(&mut self, section: usize, entry: RawEntry) {
+        let key = entry.key.clone();
+        let Some(sec) = self.sections.get_mut(section) else {
+            return;
+        };
+        let at = sec.entries.len();
+        sec.entries.push(entry);
+        self.index(section, key, Named::Entry(at));
+    }
+
+    /// Records a name just added to `section` in its index, building the index when the
+    /// section has just grown past `SMALL`.
+    fn index(&mut self, section: usize, name: String, named: Named) {
+        let Some(sec) = self.sections.get(section) else {
+            return;
+        };
+        let count = sec.entries.len() + sec.children.len();
+        if count <= SMALL {
+            return;
+        }
+        let mut all = Vec::new();
+        if count == SMALL + 1 {
+            for (i, e) in sec.entries.iter().enumerate() {
+                all.push((e.key.clone(), Named::Entry(i)));
+            }
+            for &c in &sec.children {
+                if let Some(child) = self.sections.get(c) {
+                    all.push((child.name.clone(), Named::Child(c)));
+                }
+            }
+        } else {
+            all.push((name, named));
+        }
         if let Some(sec) = self.sections.get_mut(section) {
-            sec.names
-                .insert(entry.key.clone(), Named::Entry(sec.entries.len()));
-            sec.entries.push(entry);
+            sec.names.extend(all);
         }
     }
 }
