@@ -227,7 +227,7 @@ pub(crate) fn parse_bytes(bytes: &[u8]) -> Result<Parsed, DecodeError> {
             line: i + 1,
             message: utf8_error_message(raw, &e),
         })?;
-        lines.push(text.trim_end_matches(['\r', '\n']).to_string());
+        lines.push(text.trim_end_matches(['\r', '\n']));
     }
     Ok(parse_lines(&lines))
 }
@@ -523,7 +523,7 @@ pub(super) fn handle_value_regex(value: &str) -> Option<RawValue> {
 
 /// configobj's `_multiline`: `value` starts with a triple quote. Returns the value and the index
 /// of the line it ended on, or `None` for "Parse error in multiline value".
-fn multiline(value: &str, lines: &[String], cur: usize) -> Option<(String, usize)> {
+fn multiline(value: &str, lines: &[&str], cur: usize) -> Option<(String, usize)> {
     let p = patterns();
     let (quot, single_line, multi_line) = if value.starts_with("'''") {
         ("'''", &p.single_line_single, &p.multi_line_single)
@@ -558,7 +558,7 @@ fn multiline(value: &str, lines: &[String], cur: usize) -> Option<(String, usize
 
 /// configobj's `_parse` over lines that have already been decoded and had their line endings
 /// stripped.
-pub(crate) fn parse_lines(lines: &[String]) -> Parsed {
+pub(crate) fn parse_lines(lines: &[&str]) -> Parsed {
     let mut tree = RawTree::new();
     let mut errors = Vec::new();
     let mut this = ROOT;
