@@ -252,11 +252,8 @@ impl<'a> Builder<'a> {
             .unwrap_or_default()
     }
 
-    fn dir_of(&self, file: usize) -> PathBuf {
-        self.files
-            .get(file)
-            .map(|f| f.dir().to_path_buf())
-            .unwrap_or_default()
+    fn dir_of(&self, file: usize) -> &'a Path {
+        self.files.get(file).map_or(Path::new(""), |f| f.dir())
     }
 
     /// Records an error about `key` (spelled as in the file) at the item's place, or at the
@@ -629,7 +626,7 @@ impl<'a> Builder<'a> {
 
     /// A path-valued key, resolved against the directory of the file it came from.
     fn path(&self, value: &str, origin: &Origin) -> PathBuf {
-        resolve_path(value, self.home, &self.dir_of(origin.file))
+        resolve_path(value, self.home, self.dir_of(origin.file))
     }
 
     /// Reports unknown keys, if any, as one error at the first of them: `message` followed by
@@ -700,7 +697,7 @@ impl<'a> Builder<'a> {
 
         let config_dir = match self.scalar(&values, "config_dir", &scope, "") {
             Some(Some((v, origin, _))) if !v.is_empty() => {
-                Some(config_dir_path(&v, self.home, &self.dir_of(origin.file)))
+                Some(config_dir_path(&v, self.home, self.dir_of(origin.file)))
             }
             _ => None,
         };
