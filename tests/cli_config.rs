@@ -27,10 +27,11 @@ const CASES: &[(&str, &str, &str)] = &[
      "ERROR in config: {H}/usrsvc.cfg:2: [Program:p] pidfile: pidfile must be defined for a program and must be an absolute path.\n"),
     ("no stdout", "[Main]\n[Program:p]\ncommand = {S}\npidfile = {H}/p.pid\n",
      "ERROR in config: {H}/usrsvc.cfg:2: [Program:p] stdout: Program p does not define a value for stdout.\n"),
-    ("stdout dir missing", "[Main]\n[Program:p]\ncommand = {S}\npidfile = {H}/p.pid\nstdout = {H}/nodir/p.out\n",
-     "ERROR in config: {H}/usrsvc.cfg:5: [Program:p] stdout: Program p defines a stdout path as \"{H}/nodir/p.out\" but the folder {H}/nodir does not exist.\n"),
-    ("relative stderr resolves, then its folder is checked", "[Main]\n{P}\nstderr = nodir/err\n",
-     "ERROR in config: {H}/usrsvc.cfg:6: [Program:p] stderr: Program p defines a stderr path as \"{H}/nodir/err\" but the folder {H}/nodir does not exist.\n"),
+    // A missing stdout/stderr folder is no longer a config error (tests/missing_folders.rs).
+    ("NUL byte in command (1.5.13: failed at start)", "[Main]\n[Program:p]\ncommand = {S}\x001\npidfile = {H}/p.pid\nstdout = {H}/logs/p.out\n",
+     "ERROR in config: {H}/usrsvc.cfg:3: [Program:p] command: Invalid value for config parameter command: a NUL byte, which a command line or an environment cannot carry\n"),
+    ("NUL byte in [[Env]]", "[Main]\n{P}\n[[Env]]\nX = a\x00b\n",
+     "ERROR in config: {H}/usrsvc.cfg:7: [Program:p] Env.X: Invalid value for config parameter Env.X: a NUL byte, which a command line or an environment cannot carry\n"),
     ("autostart = yes", "[Main]\n{P}\nautostart = yes\n",
      "ERROR in config: {H}/usrsvc.cfg:6: [Program:p] autostart: Unknown value for config parameter autostart: yes. Should be True/1 or False/0\n"),
     ("maxrestarts = -1", "[Main]\n{P}\nmaxrestarts = -1\n",
@@ -159,6 +160,37 @@ fn checkconfig_prints_every_error() {
     let r = t.run_bin("usrsvcd", &["checkconfig"]);
     r.expect_code(0);
     assert_eq!(r.all(), "");
+}
+
+/// A NUL byte passed `checkconfig` and failed at start; a `config_dir` that cannot be listed
+/// named neither line nor key.
+#[test]
+fn checkconfig_names_nul_bytes_and_an_unlistable_config_dir() {
+    let t = Env::new();
+    t.config(&fill(
+        &t,
+        "[Main]\n{P}\n[[Env]]\nOK = 1\nBAD = x\x00y\n[Program:q]\ncommand = sleep\x002\npidfile = {H}/q.pid\nstdout = {H}/logs/q.out\n",
+    ));
+    let r = t.run_bin("usrsvcd", &["checkconfig"]);
+    r.expect_code(130);
+    let err = r.stderr();
+    for (line, key) in [(8, "Env.BAD"), (10, "command")] {
+        let expected = fill(
+            &t,
+            &format!("{{H}}/usrsvc.cfg:{line}: [Program:{}] {key}: Invalid value for config parameter {key}: a NUL byte", if key == "command" { "q" } else { "p" }),
+        );
+        assert!(err.contains(&expected), "{expected}\n{err}");
+    }
+
+    std::os::unix::fs::symlink(t.path("loop"), t.path("loop")).expect("symlink");
+    t.config(&fill(&t, "[Main]\nconfig_dir = {H}/loop\n{P}\n"));
+    let r = t.run_bin("usrsvcd", &["checkconfig"]);
+    r.expect_code(130);
+    let expected = fill(
+        &t,
+        "Error in configuration: {H}/usrsvc.cfg:2: [Main] config_dir: Cannot list config_dir {H}/loop: ",
+    );
+    assert!(r.stderr().contains(&expected), "{}", r.all());
 }
 
 #[test]

@@ -286,22 +286,28 @@ fn no_stdout() {
     );
 }
 
+/// 1.5.13 rejected the whole config; now only that program's start fails (see cli_verbs.rs and
+/// daemon.rs), and loading warns with the place and the path.
 #[test]
-fn stdout_directory_missing() {
+fn stdout_directory_missing_is_a_warning() {
     let h = Home::new();
     h.main(format!(
-        "{MAIN}[Program:p]\ncommand = x\npidfile = ~/p.pid\nstdout = ~/nolog/p.out\n"
+        "{MAIN}[Program:p]\ncommand = x\npidfile = ~/p.pid\nstdout = ~/nolog/p.out\n[Program:q]\ncommand = y\npidfile = ~/q.pid\nstdout = ~/logs/q.out\n"
     ));
-    check(
-        &h.error(),
-        K::LogDirMissing,
-        Some(6),
-        Some("stdout"),
-        &format!(
-            "Program p defines a stdout path as \"{}\" but the folder {} does not exist.",
+    let c = h.ok();
+    assert_eq!(c.programs.len(), 2);
+    assert_eq!(
+        c.program("p").map(|p| p.stdout.clone()),
+        Some(h.path("nolog/p.out"))
+    );
+    assert_eq!(
+        c.warnings,
+        [format!(
+            "Warning: {}:6: [Program:p] stdout: Program p defines a stdout path as \"{}\" but the folder {} does not exist. Starting p fails until it exists; the other programs are not affected.",
+            h.s("usrsvc.cfg"),
             h.s("nolog/p.out"),
             h.s("nolog")
-        ),
+        )]
     );
 }
 
@@ -313,17 +319,18 @@ fn relative_stderr_resolves_and_is_checked() {
     let p = c.program("p").expect("p");
     assert_eq!(p.stderr, h.path("logs/err"));
     assert_eq!(p.stdout, h.path("logs/p.out"));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     h.main(with_program("stderr = nolog/err\n"));
-    check(
-        &h.error(),
-        K::LogDirMissing,
-        Some(7),
-        Some("stderr"),
-        &format!(
-            "Program p defines a stderr path as \"{}\" but the folder {} does not exist.",
+    let c = h.ok();
+    assert_eq!(c.programs[0].stderr, h.path("nolog/err"));
+    assert_eq!(
+        c.warnings,
+        [format!(
+            "Warning: {}:7: [Program:p] stderr: Program p defines a stderr path as \"{}\" but the folder {} does not exist. Starting p fails until it exists; the other programs are not affected.",
+            h.s("usrsvc.cfg"),
             h.s("nolog/err"),
             h.s("nolog")
-        ),
+        )]
     );
     // Absent, empty and "stdout" all mean the stdout file.
     for v in ["stderr = stdout\n", "stderr =\n", ""] {
@@ -331,6 +338,53 @@ fn relative_stderr_resolves_and_is_checked() {
         let c = h.ok();
         assert_eq!(c.programs[0].stderr, c.programs[0].stdout, "{v:?}");
     }
+}
+
+#[test]
+fn nul_byte_in_command_or_env_is_rejected_with_its_place() {
+    // exec cannot pass a NUL: 1.5.13 and earlier versions accepted it and failed at start.
+    let h = Home::new();
+    h.main(format!(
+        "{MAIN}[Program:p]\ncommand = sleep 1\x002\npidfile = ~/p.pid\nstdout = ~/logs/p.out\n"
+    ));
+    check(
+        &h.error(),
+        K::NulByte,
+        Some(4),
+        Some("command"),
+        "Invalid value for config parameter command: a NUL byte, which a command line or an environment cannot carry",
+    );
+    h.main(with_program("[[Env]]\nOK = 1\nBAD = a\x00b\n"));
+    check(
+        &h.error(),
+        K::NulByte,
+        Some(9),
+        Some("Env.BAD"),
+        "Invalid value for config parameter Env.BAD: a NUL byte, which a command line or an environment cannot carry",
+    );
+}
+
+#[test]
+fn a_config_dir_that_cannot_be_listed_names_its_line_and_key() {
+    let h = Home::new();
+    // A symlink loop: listing fails (ELOOP) even for root, unlike a mode-000 directory.
+    let link = h.path("loop");
+    std::os::unix::fs::symlink(&link, &link).expect("symlink");
+    h.main("# the daemon's settings\n[Main]\n\nconfig_dir = ~/loop\n");
+    let e = h.error();
+    assert_eq!(e.kind, K::FileUnreadable);
+    assert_eq!(e.file, h.path("usrsvc.cfg"));
+    assert_eq!(e.line, Some(4));
+    assert_eq!(e.section.as_deref(), Some("Main"));
+    assert_eq!(e.key.as_deref(), Some("config_dir"));
+    assert!(
+        e.to_string().starts_with(&format!(
+            "{}:4: [Main] config_dir: Cannot list config_dir {}: ",
+            h.s("usrsvc.cfg"),
+            h.s("loop")
+        )),
+        "{e}"
+    );
 }
 
 #[test]

@@ -179,7 +179,15 @@ fn run(argv: Vec<String>) -> ReturnCode {
                         console.warn(&format!("Warning: {w}"));
                     }
                 }
-                ReturnCode::Success
+                // What `usrsvcd start` would fail on (136) though the config is valid.
+                for e in &cfg.daemon_errors {
+                    console.error(&format!("Error in configuration: {e}"));
+                }
+                if cfg.daemon_errors.is_empty() {
+                    ReturnCode::Success
+                } else {
+                    ReturnCode::InsufficientPermissions
+                }
             }
             Err(errors) => {
                 for e in errors.iter() {

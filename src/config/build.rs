@@ -8,6 +8,7 @@
 
 mod exec;
 
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -163,6 +164,8 @@ pub(crate) fn build(
         probe,
         errors: Vec::new(),
         warnings: Vec::new(),
+        daemon_errors: Vec::new(),
+        dirs: HashMap::new(),
     };
     let main = b.main();
     let defaults = b.collect_defaults();
@@ -192,17 +195,21 @@ pub(crate) fn build(
         programs,
         groups,
         warnings: b.warnings,
+        daemon_errors: b.daemon_errors,
     })
 }
 
-/// The `[Main] config_dir` of a parsed main file, as `build` will resolve it; `load` needs it
-/// before the other files can be read. Problems with it are left for `build` to report.
-pub(crate) fn config_dir_of(main: &SourceFile, home: &Path) -> Option<PathBuf> {
+/// The `[Main] config_dir` of a parsed main file, as `build` will resolve it, and the line
+/// that sets it; `load` needs it before the other files can be read. Problems with it are left
+/// for `build` to report.
+pub(crate) fn config_dir_of(main: &SourceFile, home: &Path) -> Option<(PathBuf, usize)> {
     let tree = &main.tree;
     let sec = tree.child(ROOT, "Main")?;
     let entry = tree.entry(sec, "config_dir")?;
     match interpolate_value(tree, sec, "config_dir", &entry.value).ok()? {
-        RawValue::Scalar(s) if !s.is_empty() => Some(config_dir_path(&s, home, main.dir())),
+        RawValue::Scalar(s) if !s.is_empty() => {
+            Some((config_dir_path(&s, home, main.dir()), entry.line))
+        }
         _ => None,
     }
 }
@@ -216,8 +223,8 @@ fn config_dir_path(value: &str, home: &Path, base: &Path) -> PathBuf {
     }
 }
 
+/// A `DefaultSettings:NAME`, found under its name.
 struct DefaultsDef {
-    name: String,
     file: usize,
     line: usize,
     /// `None` when given as a plain key rather than a section.
@@ -230,6 +237,9 @@ struct Builder<'a> {
     probe: &'a dyn Probe,
     errors: Vec<ConfigError>,
     warnings: Vec<String>,
+    daemon_errors: Vec<ConfigError>,
+    /// What `probe.is_dir` said of each folder asked about.
+    dirs: HashMap<String, bool>,
 }
 
 /// Who an error is about: the section label and where to point when the key has no line.
@@ -247,11 +257,8 @@ impl<'a> Builder<'a> {
             .unwrap_or_default()
     }
 
-    fn dir_of(&self, file: usize) -> PathBuf {
-        self.files
-            .get(file)
-            .map(|f| f.dir().to_path_buf())
-            .unwrap_or_default()
+    fn dir_of(&self, file: usize) -> &'a Path {
+        self.files.get(file).map_or(Path::new(""), |f| f.dir())
     }
 
     /// Records an error about `key` (spelled as in the file) at the item's place, or at the
@@ -264,6 +271,19 @@ impl<'a> Builder<'a> {
         key: Option<&str>,
         message: String,
     ) {
+        let e = self.located(kind, scope, at, key, message);
+        self.errors.push(e);
+    }
+
+    /// The error `error` records, for the caller to put elsewhere.
+    fn located(
+        &self,
+        kind: Kind,
+        scope: &Scope,
+        at: Option<&Origin>,
+        key: Option<&str>,
+        message: String,
+    ) -> ConfigError {
         let (file, line, label) = match at {
             Some(o) => {
                 let label = match &o.inherited {
@@ -280,7 +300,7 @@ impl<'a> Builder<'a> {
         if let Some(k) = key {
             e = e.for_key(k);
         }
-        self.errors.push(e);
+        e
     }
 
     /// Interpolates every value of `table` in `keys()` order, as the original's `**section`
@@ -327,16 +347,26 @@ impl<'a> Builder<'a> {
         scope: &Scope,
         prefix: &str,
     ) -> Option<Option<(String, Origin, String)>> {
-        let (_, item, resolved) = values.iter().find(|(k, _, _)| *k == canon)?;
-        let spelled = format!("{prefix}{}", item.key());
-        Some(match resolved {
+        let value = values.iter().find(|(k, _, _)| *k == canon)?;
+        Some(self.scalar_of(value, scope, prefix))
+    }
+
+    /// `scalar` of one value already found.
+    fn scalar_of(
+        &mut self,
+        (_, item, resolved): &Value<'_, 'a>,
+        scope: &Scope,
+        prefix: &str,
+    ) -> Option<(String, Origin, String)> {
+        let spelled = || format!("{prefix}{}", item.key());
+        match resolved {
             Resolved::Str(s) => Some((s.clone(), item.origin().clone(), item.key().to_string())),
             Resolved::List(_) => {
                 self.error(
                     Kind::ListValue,
                     scope,
                     Some(item.origin()),
-                    Some(&spelled),
+                    Some(&spelled()),
                     format!(
                         "Invalid value for config parameter {}: a list (unquoted comma); quote the value",
                         item.key()
@@ -349,7 +379,7 @@ impl<'a> Builder<'a> {
                     Kind::SubsectionValue,
                     scope,
                     Some(item.origin()),
-                    Some(&spelled),
+                    Some(&spelled()),
                     format!(
                         "Invalid value for config parameter {}: a subsection, where a value is expected",
                         item.key()
@@ -358,7 +388,7 @@ impl<'a> Builder<'a> {
                 None
             }
             Resolved::Failed => None,
-        })
+        }
     }
 
     fn reject(
@@ -626,7 +656,7 @@ impl<'a> Builder<'a> {
 
     /// A path-valued key, resolved against the directory of the file it came from.
     fn path(&self, value: &str, origin: &Origin) -> PathBuf {
-        resolve_path(value, self.home, &self.dir_of(origin.file))
+        resolve_path(value, self.home, self.dir_of(origin.file))
     }
 
     /// Reports unknown keys, if any, as one error at the first of them: `message` followed by
@@ -697,22 +727,36 @@ impl<'a> Builder<'a> {
 
         let config_dir = match self.scalar(&values, "config_dir", &scope, "") {
             Some(Some((v, origin, _))) if !v.is_empty() => {
-                Some(config_dir_path(&v, self.home, &self.dir_of(origin.file)))
+                Some(config_dir_path(&v, self.home, self.dir_of(origin.file)))
             }
             _ => None,
         };
         let pidfile = match self.scalar(&values, "pidfile", &scope, "") {
-            Some(Some((v, origin, _))) if !v.is_empty() => self.path(&v, &origin),
-            _ => self.home.join(format!("{}_usrsvcd.pid", self.probe.uid())),
+            Some(Some((v, origin, _))) if !v.is_empty() => {
+                let p = self.path(&v, &origin);
+                self.daemon_file("pidfile", &p, &scope, Some(&origin));
+                p
+            }
+            _ => {
+                let p = self.home.join(format!("{}_usrsvcd.pid", self.probe.uid()));
+                self.daemon_file("pidfile", &p, &scope, None);
+                p
+            }
         };
         let usrsvcd_stdout = match self.scalar(&values, "usrsvcd_stdout", &scope, "") {
-            Some(Some((v, origin, _))) if !v.is_empty() => Some(self.path(&v, &origin)),
+            Some(Some((v, origin, key))) if !v.is_empty() => {
+                let p = self.path(&v, &origin);
+                self.daemon_file(&key, &p, &scope, Some(&origin));
+                Some(p)
+            }
             _ => None,
         };
         let usrsvcd_stderr = match self.scalar(&values, "usrsvcd_stderr", &scope, "") {
             Some(Some((v, _, _))) if v == "stdout" => Some(LogTarget::Stdout),
-            Some(Some((v, origin, _))) if !v.is_empty() => {
-                Some(LogTarget::Path(self.path(&v, &origin)))
+            Some(Some((v, origin, key))) if !v.is_empty() => {
+                let p = self.path(&v, &origin);
+                self.daemon_file(&key, &p, &scope, Some(&origin));
+                Some(LogTarget::Path(p))
             }
             _ => None,
         };
@@ -862,8 +906,8 @@ impl<'a> Builder<'a> {
     // ------------------------------------------------- DefaultSettings (spec §4.1.8, §4.7)
 
     /// Pass 1 of the original: every `DefaultSettings:NAME` at the top of any file.
-    fn collect_defaults(&mut self) -> Vec<DefaultsDef> {
-        let mut found: Vec<DefaultsDef> = Vec::new();
+    fn collect_defaults(&mut self) -> HashMap<String, DefaultsDef> {
+        let mut found: HashMap<String, DefaultsDef> = HashMap::new();
         for (fi, file) in self.files.iter().enumerate() {
             let Some(root) = file.tree.section(ROOT) else {
                 continue;
@@ -893,7 +937,7 @@ impl<'a> Builder<'a> {
                     );
                     continue;
                 }
-                if let Some(first) = found.iter().find(|d| d.name == name) {
+                if let Some(first) = found.get(name) {
                     let message = format!(
                         "Multiple DefaultSettings object with name \"{name}\". Second encountered in \"{}\" (first defined at {}:{})",
                         file.path.display(),
@@ -907,12 +951,14 @@ impl<'a> Builder<'a> {
                     );
                     continue;
                 }
-                found.push(DefaultsDef {
-                    name: name.to_string(),
-                    file: fi,
-                    line,
-                    section,
-                });
+                found.insert(
+                    name.to_string(),
+                    DefaultsDef {
+                        file: fi,
+                        line,
+                        section,
+                    },
+                );
             }
         }
         found
@@ -921,9 +967,9 @@ impl<'a> Builder<'a> {
     // ------------------------------------------------------------- programs (spec §4.5)
 
     /// Pass 2 of the original: every `Program:NAME` at the top of any file.
-    fn programs(&mut self, defaults: &[DefaultsDef]) -> Vec<ProgramConfig> {
+    fn programs(&mut self, defaults: &HashMap<String, DefaultsDef>) -> Vec<ProgramConfig> {
         let mut programs: Vec<ProgramConfig> = Vec::new();
-        let mut seen: Vec<(String, Location)> = Vec::new();
+        let mut seen: HashMap<String, Location> = HashMap::new();
         let files = self.files;
         for (fi, file) in files.iter().enumerate() {
             let Some(root) = file.tree.section(ROOT) else {
@@ -958,7 +1004,7 @@ impl<'a> Builder<'a> {
                     file: file.path.clone(),
                     line: sec.line,
                 };
-                let duplicate = seen.iter().find(|(n, _)| n == name).map(|(_, l)| l.clone());
+                let duplicate = seen.get(name).cloned();
                 if let Some(first) = &duplicate {
                     self.errors.push(
                         ConfigError::new(
@@ -976,10 +1022,10 @@ impl<'a> Builder<'a> {
                         .in_section(sec.name.clone()),
                     );
                 } else {
-                    seen.push((name.to_string(), here.clone()));
+                    seen.insert(name.to_string(), here.clone());
                 }
                 let table = Table::from_section(files, fi, c, true, None);
-                let Some(table) = self.apply_defaults(name, &table, &scope, defaults) else {
+                let Some(table) = self.apply_defaults(name, table, &scope, defaults) else {
                     continue;
                 };
                 if let Some(p) = self.program(name, &table, here, &scope) {
@@ -997,12 +1043,12 @@ impl<'a> Builder<'a> {
     fn apply_defaults(
         &mut self,
         name: &str,
-        table: &Table<'a>,
+        table: Table<'a>,
         scope: &Scope,
-        defaults: &[DefaultsDef],
+        defaults: &HashMap<String, DefaultsDef>,
     ) -> Option<Table<'a>> {
         let Some(item) = table.get("defaults") else {
-            return Some(table.clone());
+            return Some(table);
         };
         let origin = item.origin().clone();
         let wanted = match item {
@@ -1043,7 +1089,7 @@ impl<'a> Builder<'a> {
                 }
             }
         };
-        let Some(def) = defaults.iter().find(|d| d.name == wanted) else {
+        let Some(def) = defaults.get(&wanted) else {
             let file = self.path_of(origin.file);
             self.error(
                 Kind::UnknownDefaults,
@@ -1070,7 +1116,7 @@ impl<'a> Builder<'a> {
             return None;
         };
         let base = Table::from_section(self.files, def.file, section, true, Some(&wanted));
-        Some(merge(&base, table))
+        Some(merge(&base, &table))
     }
 
     /// One program's keys, checked in the original's order (spec §4.5).
@@ -1188,6 +1234,10 @@ impl<'a> Builder<'a> {
         // 8. command non-empty and splittable
         let mut argv = Vec::new();
         match &command {
+            Some((c, origin)) if c.contains('\0') => {
+                let origin = origin.clone();
+                self.nul_byte("command", scope, &origin);
+            }
             Some((c, origin)) if c.is_empty() => {
                 let origin = origin.clone();
                 self.error(
@@ -1352,7 +1402,34 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// `Program p defines a stdout path as "…" but the folder … does not exist.`
+    /// `probe.is_dir`, asked once per folder (most programs share their log folder).
+    fn is_dir(&mut self, dir: &str) -> bool {
+        if let Some(&known) = self.dirs.get(dir) {
+            return known;
+        }
+        let found = self.probe.is_dir(Path::new(dir));
+        self.dirs.insert(dir.to_string(), found);
+        found
+    }
+
+    /// A NUL byte in the program's command or environment: `exec` cannot pass one, so the start
+    /// would fail; the config is refused instead (new in 2.0). `key` is shown with `\0`.
+    fn nul_byte(&mut self, key: &str, scope: &Scope, origin: &Origin) {
+        let key = key.replace('\0', "\\0");
+        self.error(
+            Kind::NulByte,
+            scope,
+            Some(origin),
+            Some(&key),
+            format!(
+                "Invalid value for config parameter {key}: a NUL byte, which a command line or an environment cannot carry"
+            ),
+        );
+    }
+
+    /// `Program p defines a stdout path as "…" but the folder … does not exist.` In 1.5.13 this
+    /// made the whole config invalid; now it is that program's problem alone: a warning here,
+    /// and its start fails (exit 136) until the folder is there (design §1.5).
     fn log_dir(
         &mut self,
         name: &str,
@@ -1364,17 +1441,42 @@ impl<'a> Builder<'a> {
     ) {
         let text = path.to_string_lossy();
         let dir = py_dirname(&text);
-        if !self.probe.is_dir(Path::new(dir)) {
-            self.error(
+        if !self.is_dir(dir) {
+            let e = self.located(
                 Kind::LogDirMissing,
                 scope,
                 Some(origin),
                 Some(key),
                 format!(
-                    "Program {name} defines a {which} path as \"{text}\" but the folder {dir} does not exist."
+                    "Program {name} defines a {which} path as \"{text}\" but the folder {dir} does not exist. Starting {name} fails until it exists; the other programs are not affected."
                 ),
             );
+            self.warnings.push(format!("Warning: {e}"));
         }
+    }
+
+    /// A file of the daemon's own (`[Main] pidfile`, `usrsvcd_stdout`, `usrsvcd_stderr`) in a
+    /// folder that does not exist: `usrsvcd start` would fail on it (exit 136), `usrsvc` does
+    /// not care. Kept apart from the errors, for `usrsvcd checkconfig` (new in 2.0).
+    fn daemon_file(&mut self, key: &str, path: &Path, scope: &Scope, origin: Option<&Origin>) {
+        let text = path.to_string_lossy();
+        let dir = py_dirname(&text);
+        if dir.is_empty() || self.probe.is_dir(Path::new(dir)) {
+            return;
+        }
+        let what = if key == "pidfile" {
+            "its pidfile"
+        } else {
+            "its log"
+        };
+        let e = self.located(
+            Kind::DaemonDirMissing,
+            scope,
+            origin,
+            Some(key),
+            format!("usrsvcd cannot write {what} \"{text}\": the folder {dir} does not exist."),
+        );
+        self.daemon_errors.push(e);
     }
 
     fn env(&mut self, values: &Values<'_, 'a>, scope: &Scope) -> Vec<(String, String)> {
@@ -1396,9 +1498,13 @@ impl<'a> Builder<'a> {
         let prefix = format!("{}.", item.key());
         let inner = self.resolve(table, scope, &prefix);
         let mut env = Vec::new();
-        for (k, _, _) in &inner {
-            if let Some(Some((v, _, key))) = self.scalar(&inner, k, scope, &prefix) {
-                env.push((key, v));
+        for value in &inner {
+            if let Some((v, origin, key)) = self.scalar_of(value, scope, &prefix) {
+                if key.contains('\0') || v.contains('\0') {
+                    self.nul_byte(&format!("{prefix}{key}"), scope, &origin);
+                } else {
+                    env.push((key, v));
+                }
             }
         }
         env
@@ -1505,6 +1611,10 @@ impl<'a> Builder<'a> {
                 );
             }
             let command = match self.scalar(&inner, "command", scope, &prefix) {
+                Some(Some((v, origin, _))) if v.contains('\0') => {
+                    self.nul_byte(&format!("{prefix}command"), scope, &origin);
+                    None
+                }
                 Some(Some((v, _, _))) if !v.trim().is_empty() => Some(v.trim().to_string()),
                 Some(None) => None,
                 _ => {
@@ -1611,6 +1721,8 @@ impl<'a> Builder<'a> {
         main_windows: Option<&Windows>,
     ) -> Vec<GroupConfig> {
         let mut groups: Vec<GroupConfig> = Vec::new();
+        let mut seen: HashMap<String, Location> = HashMap::new();
+        let names: HashSet<&str> = programs.iter().map(|p| p.name.as_str()).collect();
         let files = self.files;
         for (fi, file) in files.iter().enumerate() {
             let Some(root) = file.tree.section(ROOT) else {
@@ -1645,11 +1757,14 @@ impl<'a> Builder<'a> {
                     ));
                     continue;
                 }
-                if let Some(g) = self.group(name, &table, here, &scope, programs, &groups) {
+                let first = seen.get(name).cloned();
+                if let Some(g) = self.group(name, &table, here, &scope, &names, first) {
                     let mut g = g;
                     if g.schedule.windows.is_none() {
                         g.schedule.windows = main_windows.cloned();
                     }
+                    seen.entry(g.name.clone())
+                        .or_insert_with(|| g.defined_at.clone());
                     groups.push(g);
                 }
             }
@@ -1663,8 +1778,8 @@ impl<'a> Builder<'a> {
         table: &Table<'a>,
         defined_at: Location,
         scope: &Scope,
-        programs: &[ProgramConfig],
-        earlier: &[GroupConfig],
+        programs: &HashSet<&str>,
+        first: Option<Location>,
     ) -> Option<GroupConfig> {
         let before = self.errors.len();
         let values = self.resolve(table, scope, "");
@@ -1683,30 +1798,31 @@ impl<'a> Builder<'a> {
         }
         // A group may carry a program's name (`xrootd` over `cmsd` and `xrootd`): on the
         // command line NAME then means the group, `program:NAME` the program alone.
-        if let Some(first) = earlier.iter().find(|g| g.name == name) {
+        if let Some(first) = first {
             bad(
                 self,
                 None,
                 None,
                 format!(
                     "Group \"{name}\" is defined more than once: first at {}:{}",
-                    first.defined_at.file.display(),
-                    first.defined_at.line
+                    first.file.display(),
+                    first.line
                 ),
             );
         }
         let mut members: Vec<String> = Vec::new();
+        let mut member_set: HashSet<String> = HashSet::new();
         match self.text(&values, "programs", scope, "") {
             Some((v, origin, key)) => {
                 for m in v.split(',').map(str::trim).filter(|m| !m.is_empty()) {
-                    if !programs.iter().any(|p| p.name == m) {
+                    if !programs.contains(m) {
                         bad(
                             self,
                             Some(&origin),
                             Some(&key),
                             format!("Group \"{name}\" names a program that is not defined: {m}"),
                         );
-                    } else if members.iter().any(|x| x == m) {
+                    } else if !member_set.insert(m.to_string()) {
                         bad(
                             self,
                             Some(&origin),
@@ -1816,6 +1932,7 @@ impl<'a> Builder<'a> {
 
 /// `"stop cmsd, wait 300, restart xrootd, start cmsd"`: every step names a member.
 fn parse_sequence(text: &str, members: &[String]) -> Result<Vec<Step>, String> {
+    let members: HashSet<&str> = members.iter().map(String::as_str).collect();
     let mut steps = Vec::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let mut words = part.split_whitespace();
@@ -1825,7 +1942,7 @@ fn parse_sequence(text: &str, members: &[String]) -> Result<Vec<Step>, String> {
             ));
         };
         let member = |arg: &str| {
-            if members.iter().any(|m| m == arg) {
+            if members.contains(arg) {
                 Ok(arg.to_string())
             } else {
                 Err(format!(
@@ -1859,9 +1976,9 @@ fn interpolation_kind(e: &InterpolationError) -> Kind {
     match e {
         InterpolationError::Missing(_) => Kind::InterpolationMissing,
         InterpolationError::Loop(_) => Kind::InterpolationLoop,
-        InterpolationError::ListValue(_) | InterpolationError::TooLong => {
-            Kind::InterpolationInvalid
-        }
+        InterpolationError::ListValue(_)
+        | InterpolationError::TooLong
+        | InterpolationError::TooDeep => Kind::InterpolationInvalid,
     }
 }
 
@@ -2596,18 +2713,75 @@ rss_limit = 5
     }
 
     #[test]
-    fn log_directories_must_exist() {
-        let e = errors(&[main_with(
-            "[Program:p]\ncommand = x\npidfile = p\nstdout = /nope/o\nstderr = nope/e\n",
+    fn a_missing_log_directory_is_a_warning_about_that_program_alone() {
+        // 1.5.13: an error that made the whole config invalid.
+        let c = ok(&[main_with(
+            "[Program:p]\ncommand = x\npidfile = p\nstdout = /nope/o\nstderr = nope/e\n[Program:q]\ncommand = y\npidfile = q\nstdout = logs/q\n",
         )]);
-        let got: Vec<&str> = e.iter().map(|e| e.message.as_str()).collect();
+        let names: Vec<&str> = c.programs.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["p", "q"]);
+        assert_eq!(
+            c.program("p").map(|p| p.stdout.clone()),
+            Some("/nope/o".into())
+        );
+        assert_eq!(
+            c.warnings,
+            [
+                "Warning: /home/u/usrsvc.cfg:5: [Program:p] stdout: Program p defines a stdout path as \"/nope/o\" but the folder /nope does not exist. Starting p fails until it exists; the other programs are not affected.",
+                "Warning: /home/u/usrsvc.cfg:6: [Program:p] stderr: Program p defines a stderr path as \"/home/u/nope/e\" but the folder /home/u/nope does not exist. Starting p fails until it exists; the other programs are not affected.",
+            ]
+        );
+        assert!(c.daemon_errors.is_empty());
+    }
+
+    #[test]
+    fn daemon_files_in_missing_folders_are_kept_for_checkconfig() {
+        let c = ok(&[main_with(
+            "pidfile = /nope/d.pid\nusrsvcd_stdout = gone/out\nusrsvcd_stderr = logs/err\n",
+        )]);
+        assert_eq!(c.main.pidfile, PathBuf::from("/nope/d.pid"));
+        let got: Vec<String> = c.daemon_errors.iter().map(|e| e.to_string()).collect();
         assert_eq!(
             got,
             [
-                "Program p defines a stdout path as \"/nope/o\" but the folder /nope does not exist.",
-                "Program p defines a stderr path as \"/home/u/nope/e\" but the folder /home/u/nope does not exist.",
+                "/home/u/usrsvc.cfg:2: [Main] pidfile: usrsvcd cannot write its pidfile \"/nope/d.pid\": the folder /nope does not exist.",
+                "/home/u/usrsvc.cfg:3: [Main] usrsvcd_stdout: usrsvcd cannot write its log \"/home/u/gone/out\": the folder /home/u/gone does not exist.",
             ]
         );
+        assert!(c
+            .daemon_errors
+            .iter()
+            .all(|e| e.kind == Kind::DaemonDirMissing));
+        // The default pidfile is in HOME: a missing HOME is named at the [Main] line.
+        let files = [main_with(PROG)];
+        let c = match build(&files, Path::new("/home/gone"), &fake()) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let got: Vec<String> = c.daemon_errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            got,
+            ["/home/u/usrsvc.cfg:1: [Main] pidfile: usrsvcd cannot write its pidfile \"/home/gone/1001_usrsvcd.pid\": the folder /home/gone does not exist."]
+        );
+        assert!(ok(&[main_with(PROG)]).daemon_errors.is_empty());
+    }
+
+    #[test]
+    fn nul_bytes_in_commands_and_environments_are_refused() {
+        let e = errors(&[main_with(
+            "[Program:p]\ncommand = \"sleep\x001\"\npidfile = p\nstdout = logs/p\n[[Env]]\nA = x\x00y\n\"B\x00C\" = z\nD = fine\n[[HealthCheck:h]]\ncommand = true\x00\n",
+        )]);
+        let got: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            got,
+            [
+                "/home/u/usrsvc.cfg:7: [Program:p] Env.A: Invalid value for config parameter Env.A: a NUL byte, which a command line or an environment cannot carry",
+                "/home/u/usrsvc.cfg:8: [Program:p] Env.B\\0C: Invalid value for config parameter Env.B\\0C: a NUL byte, which a command line or an environment cannot carry",
+                "/home/u/usrsvc.cfg:3: [Program:p] command: Invalid value for config parameter command: a NUL byte, which a command line or an environment cannot carry",
+                "/home/u/usrsvc.cfg:11: [Program:p] HealthCheck:h.command: Invalid value for config parameter HealthCheck:h.command: a NUL byte, which a command line or an environment cannot carry",
+            ]
+        );
+        assert!(e.iter().all(|e| e.kind == Kind::NulByte));
     }
 
     #[test]

@@ -72,12 +72,19 @@ pub enum ConfigErrorKind {
     MissingCommand,
     /// A command shlex cannot split.
     CommandUnparsable,
+    /// New in 2.0: a NUL byte in a `command` or an `[[Env]]` name or value (no process can be
+    /// given it).
+    NulByte,
     /// A program without `pidfile`.
     PidfileMissing,
     /// A program without `stdout`.
     StdoutMissing,
-    /// The directory of `stdout`/`stderr` does not exist.
+    /// The directory of `stdout`/`stderr` does not exist (a warning since 2.0: only that
+    /// program's start fails).
     LogDirMissing,
+    /// New in 2.0: the directory of `[Main] pidfile`, `usrsvcd_stdout` or `usrsvcd_stderr` does
+    /// not exist: `usrsvcd checkconfig` and `usrsvcd start` fail (136), `usrsvc` works.
+    DaemonDirMissing,
     /// `proctitle_re` does not compile.
     InvalidProctitleRe,
     /// New in 2.0: `directory`, `umask`, `env_file`, `nice` or a `[[Limits]]` value that is

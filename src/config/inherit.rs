@@ -10,6 +10,10 @@
 //! so a program's spelling overrides either spelling in its defaults.
 
 use super::build::SourceFile;
+use super::hashing::NameMap;
+
+/// Up to this many keys a table is scanned rather than indexed.
+const SMALL: usize = 12;
 use super::syntax::RawValue;
 
 /// Synonyms this version accepts (the original README documented them): spelled → canonical.
@@ -64,6 +68,9 @@ impl<'a> Item<'a> {
 pub(super) struct Table<'a> {
     scalars: Vec<(String, Item<'a>)>,
     sections: Vec<(String, Item<'a>)>,
+    /// Where each key is, once there are more than `SMALL` (see `find`): keeps a section with
+    /// very many keys (a long `[[Env]]`) from costing the square of its size.
+    index: NameMap<(bool, usize)>,
     /// Second spellings of a synonym already present (`max_restarts` beside `maxrestarts`).
     pub conflicts: Vec<(String, Item<'a>)>,
 }
@@ -83,6 +90,8 @@ impl<'a> Table<'a> {
         let Some(sec) = tree.section(section) else {
             return table;
         };
+        table.index.reserve(sec.entries.len() + sec.children.len());
+        table.scalars.reserve(sec.entries.len());
         let origin = |line| Origin {
             file,
             section,
@@ -132,33 +141,84 @@ impl<'a> Table<'a> {
     }
 
     pub(super) fn get(&self, key: &str) -> Option<&Item<'a>> {
-        self.scalars
-            .iter()
-            .chain(self.sections.iter())
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+        let (in_sections, i) = self.find(key)?;
+        let list = if in_sections {
+            &self.sections
+        } else {
+            &self.scalars
+        };
+        list.get(i).map(|(_, v)| v)
     }
 
     /// configobj's `__setitem__`: an existing key keeps its place, a new one is appended to the
     /// list for its kind.
+    /// Where `key` is: in `sections` (true) or `scalars`, at that index. Small tables are
+    /// scanned; larger ones have an index.
+    fn find(&self, key: &str) -> Option<(bool, usize)> {
+        if self.scalars.len() + self.sections.len() > SMALL {
+            return self.index.get(key).copied();
+        }
+        if let Some(i) = self.scalars.iter().position(|(k, _)| k == key) {
+            return Some((false, i));
+        }
+        self.sections
+            .iter()
+            .position(|(k, _)| k == key)
+            .map(|i| (true, i))
+    }
+
+    /// Keeps the index whole once the table has grown past `SMALL`.
+    fn reindex(&mut self) {
+        let count = self.scalars.len() + self.sections.len();
+        if count <= SMALL {
+            self.index.clear();
+            return;
+        }
+        if self.index.len() != count {
+            self.index.clear();
+            for (i, (k, _)) in self.scalars.iter().enumerate() {
+                self.index.insert(k.clone(), (false, i));
+            }
+            for (i, (k, _)) in self.sections.iter().enumerate() {
+                self.index.insert(k.clone(), (true, i));
+            }
+        }
+    }
+
     fn set(&mut self, key: String, item: Item<'a>) {
-        if let Some(slot) = self
-            .scalars
-            .iter_mut()
-            .chain(self.sections.iter_mut())
-            .find(|(k, _)| *k == key)
-        {
-            slot.1 = item;
-        } else if matches!(item, Item::Section { .. }) {
-            self.sections.push((key, item));
+        if let Some((in_sections, i)) = self.find(&key) {
+            let list = if in_sections {
+                &mut self.sections
+            } else {
+                &mut self.scalars
+            };
+            if let Some(slot) = list.get_mut(i) {
+                slot.1 = item;
+            }
         } else {
-            self.scalars.push((key, item));
+            let in_sections = matches!(item, Item::Section { .. });
+            let list = if in_sections {
+                &mut self.sections
+            } else {
+                &mut self.scalars
+            };
+            let at = list.len();
+            list.push((key.clone(), item));
+            if self.scalars.len() + self.sections.len() > SMALL {
+                self.index.insert(key, (in_sections, at));
+                self.reindex();
+            }
         }
     }
 
     fn remove(&mut self, key: &str) {
+        if self.find(key).is_none() {
+            return;
+        }
         self.scalars.retain(|(k, _)| k != key);
         self.sections.retain(|(k, _)| k != key);
+        self.index.clear();
+        self.reindex();
     }
 
     /// configobj's `update`: every key of `other`, in its order, set into `self`.

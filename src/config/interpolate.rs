@@ -6,6 +6,7 @@
 //!
 //! Works on one file's `RawTree`; does no I/O and knows nothing about usrsvc keys.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use super::syntax::{RawTree, RawValue};
@@ -13,6 +14,10 @@ use super::syntax::{RawTree, RawValue};
 /// No legitimate config comes near this; it stops `%(a)s%(a)s` chains from doubling their way
 /// into gigabytes.
 const MAX_LEN: usize = 1 << 20;
+
+/// Nor this: a chain of references nested deeper stops here, where Python's recursion limit
+/// made configobj crash, rather than exhausting the stack.
+const MAX_DEPTH: usize = 200;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum InterpolationError {
@@ -23,6 +28,8 @@ pub(crate) enum InterpolationError {
     /// The named option is a list; configobj crashed with a TypeError here.
     ListValue(String),
     TooLong,
+    /// References nested more than `MAX_DEPTH` deep.
+    TooDeep,
 }
 
 impl fmt::Display for InterpolationError {
@@ -42,6 +49,10 @@ impl fmt::Display for InterpolationError {
                 f,
                 "interpolation makes the value longer than {MAX_LEN} characters"
             ),
+            InterpolationError::TooDeep => write!(
+                f,
+                "interpolation nests references more than {MAX_DEPTH} deep"
+            ),
         }
     }
 }
@@ -56,8 +67,8 @@ pub(crate) fn interpolate(
     if !value.contains('%') {
         return Ok(value.to_string());
     }
-    let mut backtrail = Vec::new();
-    resolve(tree, section, key, Found::Str(value), &mut backtrail)
+    let mut walk = Walk::default();
+    resolve(tree, section, key, Found::Str(value), &mut walk)
 }
 
 /// An interpolated `RawValue`: each list item on its own, as configobj does.
@@ -83,45 +94,61 @@ enum Found<'a> {
     List,
 }
 
+/// The state of one interpolation: the names being expanded (configobj's backtrail), and the
+/// names already expanded. A name resolves the same way wherever it is met (see `resolve`),
+/// so each is expanded once: `a = %(b)s%(b)s`, `b = %(c)s%(c)s`, … costs the length of the
+/// chain, not two to its power.
+#[derive(Default)]
+struct Walk {
+    backtrail: Vec<String>,
+    done: HashMap<String, String>,
+}
+
 /// configobj's `recursive_interpolate`. Every lookup starts again from the section that holds
 /// the original value (configobj's engine is bound to that section), so a name resolves the
 /// same way wherever it is met and the backtrail can be keyed by name alone.
+///
+/// configobj splices each replacement into the value and searches again after it; the text
+/// after a reference is never changed, so building the result left to right gives the same
+/// string in time linear in its length.
 fn resolve(
     tree: &RawTree,
     section: usize,
     key: &str,
     value: Found<'_>,
-    backtrail: &mut Vec<String>,
+    walk: &mut Walk,
 ) -> Result<String, InterpolationError> {
-    if backtrail.iter().any(|k| k == key) {
+    if walk.backtrail.iter().any(|k| k == key) {
         return Err(InterpolationError::Loop(key.to_string()));
     }
     let Found::Str(value) = value else {
         return Err(InterpolationError::ListValue(key.to_string()));
     };
-    backtrail.push(key.to_string());
-    let mut value = value.to_string();
-    let mut from = 0;
-    while let Some((start, end, name)) = find_reference(&value, from) {
-        let replacement = resolve(
-            tree,
-            section,
-            &name,
-            fetch(tree, section, &name)?,
-            backtrail,
-        )?;
-        let (Some(head), Some(tail)) = (value.get(..start), value.get(end..)) else {
-            break;
-        };
-        let joined = format!("{head}{replacement}{tail}");
-        if joined.len() > MAX_LEN {
+    if walk.backtrail.len() >= MAX_DEPTH {
+        return Err(InterpolationError::TooDeep);
+    }
+    walk.backtrail.push(key.to_string());
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut refs = References::new(value);
+    while let Some((start, end, name)) = refs.next() {
+        out.push_str(value.get(copied..start).unwrap_or(""));
+        copied = end;
+        match walk.done.get(name) {
+            Some(replacement) => out.push_str(replacement),
+            None => {
+                let replacement = resolve(tree, section, name, fetch(tree, section, name)?, walk)?;
+                out.push_str(&replacement);
+                walk.done.insert(name.to_string(), replacement);
+            }
+        }
+        if out.len() + value.len().saturating_sub(copied) > MAX_LEN {
             return Err(InterpolationError::TooLong);
         }
-        value = joined;
-        from = start + replacement.len();
     }
-    backtrail.pop();
-    Ok(value)
+    out.push_str(value.get(copied..).unwrap_or(""));
+    walk.backtrail.pop();
+    Ok(out)
 }
 
 /// configobj's `_fetch`: the raw value of `name` as seen from `section`.
@@ -149,25 +176,66 @@ fn fetch<'t>(
     }
 }
 
-/// The first match of `%\(([^)]*)\)s` at or after byte `from`: (start, end, name).
-fn find_reference(value: &str, from: usize) -> Option<(usize, usize, String)> {
-    let bytes = value.as_bytes();
-    let mut i = from;
-    while i < bytes.len() {
-        let pct = i + value.get(i..)?.find('%')?;
-        if bytes.get(pct + 1) == Some(&b'(') {
-            let name_start = pct + 2;
-            if let Some(close) = value.get(name_start..).and_then(|r| r.find(')')) {
-                let close = name_start + close;
-                if bytes.get(close + 1) == Some(&b's') {
-                    let name = value.get(name_start..close)?.to_string();
-                    return Some((pct, close + 2, name));
-                }
+/// The matches of `%\(([^)]*)\)s` in a value, left to right, without overlap, as configobj's
+/// repeated `search` finds them: (start, end, name), byte offsets.
+struct References<'v> {
+    value: &'v str,
+    from: usize,
+    /// The first `)` at or after some position already looked at: also the first one after
+    /// any later position before it, so `%(%(%(…` is not scanned once per `%(`.
+    close: Option<usize>,
+    /// No `)` at or after this position.
+    no_close_from: Option<usize>,
+}
+
+impl<'v> References<'v> {
+    fn new(value: &'v str) -> References<'v> {
+        References {
+            value,
+            from: 0,
+            close: None,
+            no_close_from: None,
+        }
+    }
+
+    fn first_close(&mut self, at: usize) -> Option<usize> {
+        if let Some(c) = self.close.filter(|&c| c >= at) {
+            return Some(c);
+        }
+        if self.no_close_from.is_some_and(|n| at >= n) {
+            return None;
+        }
+        match self.value.get(at..).and_then(|r| r.find(')')) {
+            Some(i) => {
+                self.close = Some(at + i);
+                self.close
+            }
+            None => {
+                self.no_close_from = Some(at);
+                None
             }
         }
-        i = pct + 1;
     }
-    None
+
+    fn next(&mut self) -> Option<(usize, usize, &'v str)> {
+        let value = self.value;
+        let bytes = value.as_bytes();
+        while self.from < bytes.len() {
+            let pct = self.from + value.get(self.from..)?.find('%')?;
+            self.from = pct + 1;
+            if bytes.get(pct + 1) != Some(&b'(') {
+                continue;
+            }
+            let name_start = pct + 2;
+            // No `)` after this `%(` means none after any later one either.
+            let close = self.first_close(name_start)?;
+            if bytes.get(close + 1) == Some(&b's') {
+                self.from = close + 2;
+                return Some((pct, close + 2, value.get(name_start..close)?));
+            }
+        }
+        None
+    }
 }
 
 #[cfg(test)]

@@ -13,11 +13,15 @@
 mod build;
 mod error;
 mod exec;
+mod fastpath;
+mod hashing;
 mod inherit;
 mod interpolate;
 mod model;
 mod pattern;
 pub(crate) mod python;
+#[cfg(test)]
+mod scaling_tests;
 mod shlex;
 mod syntax;
 mod values;
@@ -68,8 +72,8 @@ pub fn load(main_file: &Path, home: &Path) -> Result<Config, ConfigErrors> {
     if let Some(main) = parse(&main_file, &main_bytes, &mut errors) {
         let dir = build::config_dir_of(&main, &home);
         files.push(main);
-        if let Some(dir) = dir {
-            for path in config_dir_files(&dir, &main_file, &mut errors) {
+        if let Some((dir, line)) = dir {
+            for path in config_dir_files(&dir, &main_file, line, &mut errors) {
                 if let Some(bytes) = read(&path, &mut errors) {
                     if let Some(f) = parse(&path, &bytes, &mut errors) {
                         files.push(f);
@@ -139,8 +143,14 @@ fn parse(path: &Path, bytes: &[u8], errors: &mut Vec<ConfigError>) -> Option<Sou
 
 /// `config_dir/*.cfg` as Python's glob sees it (not recursive, no dot-files), in byte order,
 /// keeping only regular files (configobj reads anything else as empty). A config_dir that does
-/// not exist, or is not a directory, gives no files, as in the original.
-fn config_dir_files(dir: &Path, main_file: &Path, errors: &mut Vec<ConfigError>) -> Vec<PathBuf> {
+/// not exist, or is not a directory, gives no files, as in the original. One that cannot be
+/// listed is an error at `line` of the main file, where `config_dir` is set.
+fn config_dir_files(
+    dir: &Path,
+    main_file: &Path,
+    line: usize,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<PathBuf> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e)
@@ -152,11 +162,16 @@ fn config_dir_files(dir: &Path, main_file: &Path, errors: &mut Vec<ConfigError>)
             return Vec::new()
         }
         Err(e) => {
-            errors.push(ConfigError::new(
-                ConfigErrorKind::FileUnreadable,
-                main_file.to_path_buf(),
-                format!("Cannot list config_dir {}: {e}", dir.display()),
-            ));
+            errors.push(
+                ConfigError::new(
+                    ConfigErrorKind::FileUnreadable,
+                    main_file.to_path_buf(),
+                    format!("Cannot list config_dir {}: {e}", dir.display()),
+                )
+                .at_line(line)
+                .in_section("Main")
+                .for_key("config_dir"),
+            );
             return Vec::new();
         }
     };

@@ -24,6 +24,10 @@ pub struct Config {
     pub groups: Vec<GroupConfig>,
     /// Things the original printed while parsing (without its timestamp).
     pub warnings: Vec<String>,
+    /// New in 2.0: what would stop `usrsvcd start` though the config is valid (a folder of its
+    /// pidfile or logs is missing); `usrsvcd checkconfig` reports them and exits 136.
+    #[serde(skip)]
+    pub daemon_errors: Vec<crate::config::ConfigError>,
 }
 
 impl Config {

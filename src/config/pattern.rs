@@ -169,12 +169,16 @@ impl Pattern {
 
     /// Python `pattern.match(s, pos)`: anchored at `start`.
     pub(crate) fn match_at(&self, input: &[char], start: usize) -> Option<Captures> {
+        self.match_with(input, start, &mut Memo::new(self, input))
+    }
+
+    /// `match_at` with the caller's `memo`, which must have been made for this pattern and
+    /// this input. States a failed match proved hopeless stay marked, so later calls over the
+    /// same input skip them; a successful match clears what it marked.
+    fn match_with(&self, input: &[char], start: usize, memo: &mut Memo) -> Option<Captures> {
         if start > input.len() {
             return None;
         }
-        let width = input.len() + 1;
-        // One bit per (instruction, position): a few MB even for a megabyte-long line.
-        let mut visited = vec![0u64; self.prog.len().saturating_mul(width).div_ceil(64)];
         let mut slots: Vec<Option<usize>> = vec![None; 2 * self.ngroups];
         enum Job {
             Run(usize, usize),
@@ -192,13 +196,9 @@ impl Pattern {
                 Job::Run(pc, pos) => (pc, pos),
             };
             loop {
-                let idx = pc * width + pos;
-                let bit = 1u64 << (idx % 64);
-                match visited.get_mut(idx / 64) {
-                    // Tried before from here with a higher priority, and that failed.
-                    Some(word) if *word & bit != 0 => break,
-                    Some(word) => *word |= bit,
-                    None => break,
+                // Tried before from here with a higher priority, and that failed.
+                if !memo.visit(pc, pos) {
+                    break;
                 }
                 let Some(inst) = self.prog.get(pc) else { break };
                 match *inst {
@@ -234,10 +234,9 @@ impl Pattern {
                         pc += 1;
                     }
                     Inst::Match => {
-                        return Some(Captures {
-                            slots: slots.clone(),
-                            end: pos,
-                        })
+                        // Some marked states lie on the way to this match and did not fail.
+                        memo.clear();
+                        return Some(Captures { slots, end: pos });
                     }
                 }
             }
@@ -248,11 +247,15 @@ impl Pattern {
     /// Python `pattern.findall(s)` for a pattern with one group: that group of every
     /// non-overlapping match, scanning left to right. (None of the patterns given to it can
     /// match the empty string, so there is no empty-match stepping to reproduce.)
+    ///
+    /// One memo serves every attempt, so the whole scan costs time linear in the input (a
+    /// fresh memo per attempt made a megabyte-long list take half a minute).
     pub(crate) fn findall_group0(&self, input: &[char]) -> Vec<String> {
+        let mut memo = Memo::new(self, input);
         let mut out = Vec::new();
         let mut pos = 0;
         while pos <= input.len() {
-            match self.match_at(input, pos) {
+            match self.match_with(input, pos, &mut memo) {
                 Some(caps) if caps.end() > pos => {
                     out.push(caps.text(input, 0).unwrap_or_default());
                     pos = caps.end();
@@ -261,6 +264,56 @@ impl Pattern {
             }
         }
         out
+    }
+}
+
+/// Which (instruction, position) states a match has entered: one bit each, laid out position
+/// by position so a match touches only the memory near the positions it looks at (the zeroed
+/// allocation is mapped lazily by the system), plus the words it set, so clearing costs what
+/// marking cost, not the size of the input.
+struct Memo {
+    bits: Vec<u64>,
+    stride: usize,
+    touched: Vec<usize>,
+}
+
+impl Memo {
+    fn new(pattern: &Pattern, input: &[char]) -> Memo {
+        let stride = pattern.prog.len();
+        let cells = stride.saturating_mul(input.len().saturating_add(1));
+        Memo {
+            bits: vec![0u64; cells.div_ceil(64)],
+            stride,
+            touched: Vec::new(),
+        }
+    }
+
+    /// Marks the state; false when it was marked already (or lies outside the input).
+    fn visit(&mut self, pc: usize, pos: usize) -> bool {
+        if pc >= self.stride {
+            return false;
+        }
+        let idx = pos.saturating_mul(self.stride).saturating_add(pc);
+        let bit = 1u64 << (idx % 64);
+        match self.bits.get_mut(idx / 64) {
+            Some(word) if *word & bit != 0 => false,
+            Some(word) => {
+                if *word == 0 {
+                    self.touched.push(idx / 64);
+                }
+                *word |= bit;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn clear(&mut self) {
+        for w in self.touched.drain(..) {
+            if let Some(word) = self.bits.get_mut(w) {
+                *word = 0;
+            }
+        }
     }
 }
 

@@ -9,6 +9,8 @@
 
 use std::sync::OnceLock;
 
+use super::fastpath;
+use super::hashing::NameMap;
 use super::pattern::{
     alt, ch, cls, group, lazy_star, lits, opt, plus, seq, star, Class, Node, Pattern,
 };
@@ -43,6 +45,34 @@ pub(crate) struct RawSection {
     pub entries: Vec<RawEntry>,
     /// Subsections in file order, as indices into the arena.
     pub children: Vec<usize>,
+    /// Every key and subsection by name once there are more than `SMALL` of them, so lookups
+    /// and configobj's duplicate checks take constant time however many a section holds (a
+    /// scan made them quadratic). Small sections, nearly all of them, are scanned.
+    names: NameMap<Named>,
+}
+
+/// Up to this many names a section is scanned rather than indexed.
+const SMALL: usize = 12;
+
+/// What a name in a section stands for: an index into `entries`, or a subsection's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Named {
+    Entry(usize),
+    Child(usize),
+}
+
+impl RawSection {
+    fn new(name: String, line: usize, depth: usize, parent: usize) -> RawSection {
+        RawSection {
+            name,
+            line,
+            depth,
+            parent,
+            entries: Vec::new(),
+            children: Vec::new(),
+            names: NameMap::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,14 +85,7 @@ pub(crate) const ROOT: usize = 0;
 impl RawTree {
     fn new() -> RawTree {
         RawTree {
-            sections: vec![RawSection {
-                name: String::new(),
-                line: 0,
-                depth: 0,
-                parent: ROOT,
-                entries: Vec::new(),
-                children: Vec::new(),
-            }],
+            sections: vec![RawSection::new(String::new(), 0, 0, ROOT)],
         }
     }
 
@@ -71,20 +94,88 @@ impl RawTree {
     }
 
     pub(crate) fn child(&self, id: usize, name: &str) -> Option<usize> {
-        let sec = self.section(id)?;
-        sec.children
-            .iter()
-            .copied()
-            .find(|&c| self.section(c).is_some_and(|s| s.name == name))
+        match self.lookup(id, name)? {
+            Named::Child(c) => Some(c),
+            Named::Entry(_) => None,
+        }
     }
 
     pub(crate) fn entry(&self, id: usize, key: &str) -> Option<&RawEntry> {
-        self.section(id)?.entries.iter().find(|e| e.key == key)
+        match self.lookup(id, key)? {
+            Named::Entry(i) => self.section(id)?.entries.get(i),
+            Named::Child(_) => None,
+        }
     }
 
     /// configobj's `name in section`: keys and subsections share one namespace.
     fn contains(&self, id: usize, name: &str) -> bool {
-        self.entry(id, name).is_some() || self.child(id, name).is_some()
+        self.lookup(id, name).is_some()
+    }
+
+    fn lookup(&self, id: usize, name: &str) -> Option<Named> {
+        let sec = self.section(id)?;
+        if sec.entries.len() + sec.children.len() > SMALL {
+            return sec.names.get(name).copied();
+        }
+        if let Some(i) = sec.entries.iter().position(|e| e.key == name) {
+            return Some(Named::Entry(i));
+        }
+        sec.children
+            .iter()
+            .copied()
+            .find(|&c| self.section(c).is_some_and(|s| s.name == name))
+            .map(Named::Child)
+    }
+
+    /// Adds a subsection to `parent` (whose names must not hold `name` yet).
+    fn add_child(&mut self, parent: usize, name: String, line: usize, depth: usize) -> usize {
+        let id = self.sections.len();
+        self.sections
+            .push(RawSection::new(name.clone(), line, depth, parent));
+        if let Some(par) = self.sections.get_mut(parent) {
+            par.children.push(id);
+        }
+        self.index(parent, name, Named::Child(id));
+        id
+    }
+
+    /// Adds a key to `section` (whose names must not hold it yet).
+    fn add_entry(&mut self, section: usize, entry: RawEntry) {
+        let key = entry.key.clone();
+        let Some(sec) = self.sections.get_mut(section) else {
+            return;
+        };
+        let at = sec.entries.len();
+        sec.entries.push(entry);
+        self.index(section, key, Named::Entry(at));
+    }
+
+    /// Records a name just added to `section` in its index, building the index when the
+    /// section has just grown past `SMALL`.
+    fn index(&mut self, section: usize, name: String, named: Named) {
+        let Some(sec) = self.sections.get(section) else {
+            return;
+        };
+        let count = sec.entries.len() + sec.children.len();
+        if count <= SMALL {
+            return;
+        }
+        let mut all = Vec::new();
+        if count == SMALL + 1 {
+            for (i, e) in sec.entries.iter().enumerate() {
+                all.push((e.key.clone(), Named::Entry(i)));
+            }
+            for &c in &sec.children {
+                if let Some(child) = self.sections.get(c) {
+                    all.push((child.name.clone(), Named::Child(c)));
+                }
+            }
+        } else {
+            all.push((name, named));
+        }
+        if let Some(sec) = self.sections.get_mut(section) {
+            sec.names.extend(all);
+        }
     }
 }
 
@@ -136,7 +227,7 @@ pub(crate) fn parse_bytes(bytes: &[u8]) -> Result<Parsed, DecodeError> {
             line: i + 1,
             message: utf8_error_message(raw, &e),
         })?;
-        lines.push(text.trim_end_matches(['\r', '\n']).to_string());
+        lines.push(text.trim_end_matches(['\r', '\n']));
     }
     Ok(parse_lines(&lines))
 }
@@ -346,9 +437,53 @@ fn unquote(s: &str) -> Option<String> {
     }
 }
 
+/// The section marker regex's brackets, name and closing brackets of a line (plain markers
+/// without the matcher; `None` at once when the line cannot be one).
+pub(super) fn section_marker(line: &str) -> Option<(String, String, String)> {
+    if !fastpath::may_be_section(line) {
+        return None;
+    }
+    if let Some((open, name, close)) = fastpath::section(line) {
+        return Some((open.to_string(), name.to_string(), close.to_string()));
+    }
+    section_regex(line)
+}
+
+pub(super) fn section_regex(line: &str) -> Option<(String, String, String)> {
+    let chars: Vec<char> = line.chars().collect();
+    let caps = patterns().section.match_at(&chars, 0)?;
+    Some((
+        caps.text(&chars, 1).unwrap_or_default(),
+        caps.text(&chars, 2).unwrap_or_default(),
+        caps.text(&chars, 3).unwrap_or_default(),
+    ))
+}
+
+/// The keyword regex's key and value text of a line (plain lines without the matcher).
+pub(super) fn keyword(line: &str) -> Option<(String, String)> {
+    if let Some((key, value)) = fastpath::keyword(line) {
+        return Some((key.to_string(), value.to_string()));
+    }
+    keyword_regex(line)
+}
+
+pub(super) fn keyword_regex(line: &str) -> Option<(String, String)> {
+    let chars: Vec<char> = line.chars().collect();
+    let caps = patterns().keyword.match_at(&chars, 0)?;
+    Some((
+        caps.text(&chars, 1).unwrap_or_default(),
+        caps.text(&chars, 2).unwrap_or_default(),
+    ))
+}
+
 /// configobj's `_handle_value` with list values on: the value text after `=` (with any
 /// trailing comment) to a string or list. `None` is configobj's "Parse error in value".
 pub(crate) fn handle_value(value: &str) -> Option<RawValue> {
+    fastpath::value(value).or_else(|| handle_value_regex(value))
+}
+
+/// `handle_value` by configobj's regular expressions alone.
+pub(super) fn handle_value_regex(value: &str) -> Option<RawValue> {
     let p = patterns();
     let chars: Vec<char> = value.chars().collect();
     let caps = p.value.match_at(&chars, 0)?;
@@ -388,7 +523,7 @@ pub(crate) fn handle_value(value: &str) -> Option<RawValue> {
 
 /// configobj's `_multiline`: `value` starts with a triple quote. Returns the value and the index
 /// of the line it ended on, or `None` for "Parse error in multiline value".
-fn multiline(value: &str, lines: &[String], cur: usize) -> Option<(String, usize)> {
+fn multiline(value: &str, lines: &[&str], cur: usize) -> Option<(String, usize)> {
     let p = patterns();
     let (quot, single_line, multi_line) = if value.starts_with("'''") {
         ("'''", &p.single_line_single, &p.multi_line_single)
@@ -423,8 +558,7 @@ fn multiline(value: &str, lines: &[String], cur: usize) -> Option<(String, usize
 
 /// configobj's `_parse` over lines that have already been decoded and had their line endings
 /// stripped.
-pub(crate) fn parse_lines(lines: &[String]) -> Parsed {
-    let p = patterns();
+pub(crate) fn parse_lines(lines: &[&str]) -> Parsed {
     let mut tree = RawTree::new();
     let mut errors = Vec::new();
     let mut this = ROOT;
@@ -444,13 +578,8 @@ pub(crate) fn parse_lines(lines: &[String]) -> Parsed {
             cur += 1;
             continue;
         }
-        let chars: Vec<char> = line.chars().collect();
-
-        if let Some(caps) = p.section.match_at(&chars, 0) {
+        if let Some((open, name, close)) = section_marker(line) {
             cur += 1;
-            let open = caps.text(&chars, 1).unwrap_or_default();
-            let name = caps.text(&chars, 2).unwrap_or_default();
-            let close = caps.text(&chars, 3).unwrap_or_default();
             let depth = open.matches('[').count();
             if depth != close.matches(']').count() {
                 err(
@@ -490,23 +619,11 @@ pub(crate) fn parse_lines(lines: &[String]) -> Parsed {
                 );
                 continue;
             }
-            let id = tree.sections.len();
-            tree.sections.push(RawSection {
-                name,
-                line: lineno,
-                depth,
-                parent,
-                entries: Vec::new(),
-                children: Vec::new(),
-            });
-            if let Some(par) = tree.sections.get_mut(parent) {
-                par.children.push(id);
-            }
-            this = id;
+            this = tree.add_child(parent, name, lineno, depth);
             continue;
         }
 
-        let Some(caps) = p.keyword.match_at(&chars, 0) else {
+        let Some((key, value_text)) = keyword(line) else {
             err(
                 SyntaxErrorKind::InvalidLine,
                 &format!(
@@ -518,8 +635,6 @@ pub(crate) fn parse_lines(lines: &[String]) -> Parsed {
             cur += 1;
             continue;
         };
-        let key = caps.text(&chars, 1).unwrap_or_default();
-        let value_text = caps.text(&chars, 2).unwrap_or_default();
         let value = if value_text.starts_with("'''") || value_text.starts_with("\"\"\"") {
             match multiline(&value_text, lines, cur) {
                 Some((v, end)) => {
@@ -557,13 +672,14 @@ pub(crate) fn parse_lines(lines: &[String]) -> Parsed {
             cur += 1;
             continue;
         }
-        if let Some(sec) = tree.sections.get_mut(this) {
-            sec.entries.push(RawEntry {
+        tree.add_entry(
+            this,
+            RawEntry {
                 key,
                 value,
                 line: lineno,
-            });
-        }
+            },
+        );
         cur += 1;
     }
     Parsed { tree, errors }

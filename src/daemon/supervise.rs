@@ -1085,6 +1085,7 @@ impl Daemon {
             programs: vec![prog],
             groups: Vec::new(),
             warnings: Vec::new(),
+            daemon_errors: Vec::new(),
         };
         let json = match serde_json::to_vec(&one) {
             Ok(j) => j,
@@ -1962,6 +1963,7 @@ impl Daemon {
                 .collect(),
             groups: vec![g.clone()],
             warnings: Vec::new(),
+            daemon_errors: Vec::new(),
         };
         let json = match serde_json::to_vec(&one) {
             Ok(j) => j,
