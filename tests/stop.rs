@@ -128,6 +128,13 @@ fn a_program_that_ignores_term_is_killed_with_its_children_and_audited_killed() 
     let h = t.run(&["history", "deaf", "-n", "1"]);
     h.expect_code(0);
     assert!(h.stdout().contains("killed"), "{}", h.stdout());
+    // A restart whose stop needed SIGKILL says so too.
+    t.run(&["start", "deaf"]).expect_code(0);
+    let before = t.pid_of("deaf").expect("pid");
+    t.run(&["restart", "deaf"]).expect_code(0);
+    let rec = last(&t, "restart");
+    assert_eq!(rec["result"], "killed", "{rec}");
+    assert_eq!(rec["old_pid"], before);
 }
 
 #[test]

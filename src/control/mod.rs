@@ -315,12 +315,14 @@ pub fn run_as(
             Outcome::no_process(stopped.code)
         }
         Action::Restart => {
-            let old = stop::stop_found(prog, &matcher, report).old;
+            let stopped = stop::stop_found(prog, &matcher, report);
+            let old = stopped.old;
             let outcome = start::start(prog, &matcher, report);
-            let result = if outcome.code.is_success() {
-                "ok"
-            } else {
-                "failed"
+            // `killed`: restarted, but the old process had to be SIGKILLed.
+            let result = match (outcome.code.is_success(), stopped.result()) {
+                (true, "killed") => "killed",
+                (true, _) => "ok",
+                (false, _) => "failed",
             };
             let new = outcome.process.as_ref().map(|p| p.pid);
             audit::record(config, name, "restart", req, result, old, new, report);
