@@ -12,15 +12,18 @@ use std::time::Duration;
 
 use common::{wait_for, Env};
 
-/// Runs `cmd` with stdout a pipe whose read end is closed before the command writes.
+/// Runs `cmd` with stdout a pipe whose read end is closed before the command starts (so every
+/// write gets EPIPE, however small the output and however fast the command).
 fn with_closed_stdout(mut cmd: Command) -> (Option<i32>, String) {
-    let mut child = cmd
+    let (read, write) = nix::unistd::pipe().expect("pipe");
+    drop(read);
+    let child = cmd
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::from(write))
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    drop(child.stdout.take());
+    drop(cmd);
     let out = child.wait_with_output().expect("wait");
     (
         out.status.code(),
@@ -310,14 +313,16 @@ fn a_closed_stderr_panics_nothing_either() {
         ("usrsvcd", &["checkconfig"], 130),
         ("usrsvc", &["too", "many", "words"], 130),
     ] {
-        let mut child = t
-            .command(bin, args)
+        let (read, write) = nix::unistd::pipe().expect("pipe");
+        drop(read);
+        let mut cmd = t.command(bin, args);
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::from(write))
             .spawn()
             .expect("spawn");
-        drop(child.stderr.take());
+        drop(cmd);
         let status = child.wait().expect("wait");
         assert_eq!(
             status.code(),

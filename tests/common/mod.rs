@@ -93,10 +93,7 @@ impl Env {
             std::fs::create_dir_all(home.join(sub)).expect("mkdir");
         }
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        // The whole pid: no other live test process (of this suite or of another copy of it
-        // running at the same time for the same user) has it, so no other test's commands
-        // carry this marker and the cleanup below never kills them.
-        let marker = format!("7{:07}{:03}", std::process::id(), n);
+        let marker = format!("{}{:03}", process_marker(), n);
         Env {
             dir,
             home,
@@ -210,10 +207,46 @@ impl Env {
         let home = self.home.display().to_string();
         live_cmdlines()
             .into_iter()
-            .filter(|(_, cmd)| cmd.contains(&self.marker) || cmd.contains(&home))
+            .filter(|(_, cmd)| has_marker(cmd, &self.marker) || cmd.contains(&home))
             .map(|(pid, _)| pid)
             .collect()
     }
+}
+
+/// Four digits no other live test process has (of this suite, or of another copy of it
+/// running at the same time for the same user): claimed by binding the abstract unix socket
+/// `usrsvc-test-marker-DIGITS`, which the kernel gives to one process at a time and frees when
+/// it exits (no file is left anywhere). `pid % 2000` alone let two test processes share a
+/// marker, and each one's cleanup kill the other's commands. Four digits plus the counter
+/// keep `sleep MARKERnn` within a 32-bit integer (perl's `sleep` takes no more).
+fn process_marker() -> u32 {
+    use std::os::linux::net::SocketAddrExt;
+    static CLAIM: std::sync::OnceLock<(u32, Option<std::os::unix::net::UnixListener>)> =
+        std::sync::OnceLock::new();
+    CLAIM
+        .get_or_init(|| {
+            let start = std::process::id() % 9000;
+            for i in 0..9000 {
+                let digits = 1000 + (start + i) % 9000;
+                let name = format!("usrsvc-test-marker-{digits}");
+                let Ok(addr) = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+                else {
+                    break;
+                };
+                if let Ok(l) = std::os::unix::net::UnixListener::bind_addr(&addr) {
+                    return (digits, Some(l));
+                }
+            }
+            (1000 + start, None)
+        })
+        .0
+}
+
+/// Whether `cmd` carries `marker` as the start of a number (`sleep 1234005`, `xdg1234005`),
+/// not inside another number: `sleep 11234005` is another marker's `t.sleep(5)`.
+fn has_marker(cmd: &str, marker: &str) -> bool {
+    cmd.match_indices(marker)
+        .any(|(i, _)| i == 0 || !cmd.as_bytes()[i - 1].is_ascii_digit())
 }
 
 /// Every live process but this one, with its cmdline joined by spaces.
