@@ -121,6 +121,16 @@ fn a_log_in_a_folder_anyone_can_write_is_refused_naming_it() {
         &format!("{h}/open/p.out"),
         None,
     )]);
+    // checkconfig warns of it (the config stays valid: the folder can be fixed before a start).
+    let c = t.run_bin("usrsvcd", &["checkconfig"]);
+    c.expect_code(0);
+    assert!(
+        c.all().contains(&format!(
+            "Warning: Program p: stdout {h}/open/p.out: refused"
+        )),
+        "{}",
+        c.all()
+    );
     let r = t.run(&["start", "p"]);
     r.expect_code(136);
     let text = r.all();

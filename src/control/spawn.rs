@@ -155,10 +155,28 @@ fn exec_env(prog: &ProgramConfig, dir: &Path) -> Result<Vec<(String, String)>, S
 }
 
 /// What would make a start of `prog` fail in its exec environment today: a `directory` that
-/// is not a folder, an `env_file` that cannot be read or has a bad line. For `checkconfig`,
-/// which warns (a folder or file may appear before the program starts, so the config is valid).
+/// is not a folder, an `env_file` that cannot be read or has a bad line, a log in a folder
+/// that `fsafe` refuses (others can write it). For `checkconfig`, which warns (a folder or file
+/// may appear or be fixed before the program starts, so the config is valid).
 pub fn check_exec(prog: &ProgramConfig) -> Vec<String> {
     let mut warnings = Vec::new();
+    let mut logs = vec![("stdout", &prog.stdout)];
+    if prog.stderr != prog.stdout {
+        logs.push(("stderr", &prog.stderr));
+    }
+    for (key, path) in logs {
+        // A missing folder is the config's own warning; here, one that exists but is unsafe.
+        let Some(dir) = path.parent().filter(|d| d.is_dir()) else {
+            continue;
+        };
+        if let Err(why) = crate::fsafe::check_folder(dir) {
+            warnings.push(format!(
+                "Program {}: {key} {}: {why}: its starts fail until that is fixed",
+                prog.name,
+                path.display()
+            ));
+        }
+    }
     if let Some(dir) = prog.exec.directory.as_ref().filter(|d| !d.is_dir()) {
         warnings.push(format!(
             "Program {}: directory {} is not a folder (yet): its starts fail until it is",
