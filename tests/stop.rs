@@ -397,3 +397,91 @@ fn after_kill_9_of_the_main_process_stop_still_reaches_its_children() {
     );
     assert_eq!(last(&t, "stop")["result"], "not running");
 }
+
+/// Runs `usrsvc start NAME` as a subreaper's child, SIGKILLs the program's main process (no
+/// child of its own), reaps it so that its pid is free, then gives that pid (through
+/// ns_last_pid, root only) to an unrelated process that makes it a session of its own, starts
+/// `unrelated` in it and exits. Returns (the dead pid, the unrelated process), None when the
+/// pid could not be had (another process took it first) or this is not root.
+fn reuse_as_a_session(t: &Env, name: &str, unrelated: &str) -> Option<(i32, i32)> {
+    if !nix::unistd::geteuid().is_root() || !have_perl() {
+        return None;
+    }
+    let usrsvc = common::bin("usrsvc");
+    let script = t.script(
+        "reuse.pl",
+        r#"use POSIX;
+syscall(157, 36, 1, 0, 0, 0) == 0 or die "prctl: $!";
+system(@ARGV[0..2]) == 0 or die "start failed";
+open(my $pf, '<', $ARGV[3]) or die; my $P = <$pf>; chomp $P; close $pf;
+kill 9, $P; waitpid($P, 0);
+pipe(my $r, my $w);
+for (1..300) {
+  open(my $f, '>', '/proc/sys/kernel/ns_last_pid') or die; print $f ($P - 1); close $f;
+  my $pid = fork();
+  if ($pid == 0) {
+    POSIX::setsid();
+    if ($$ == $P) {
+      my $k = fork();
+      if ($k == 0) {
+        close $r; close $w;
+        open(STDIN, '<', '/dev/null'); open(STDOUT, '>', '/dev/null'); open(STDERR, '>', '/dev/null');
+        exec split(/ /, $ARGV[4]);
+      }
+      syswrite $w, "$k\n";
+    }
+    POSIX::_exit(0);
+  }
+  waitpid($pid, 0);
+  if ($pid == $P) { close $w; my $k = <$r>; print "$P $k"; exit 0; }
+}
+print "none\n";
+"#,
+    );
+    let out = std::process::Command::new("perl")
+        .arg(&script)
+        .arg(&usrsvc)
+        .arg("start")
+        .arg(name)
+        .arg(t.path(&format!("pids/{name}.pid")))
+        .arg(unrelated)
+        .env("HOME", t.path(""))
+        .env("USRSVC_RUNTIME_DIR", t.path("run"))
+        .output()
+        .expect("perl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    // The last line (usrsvc start's output comes first).
+    let last = text.lines().last().unwrap_or_default();
+    let mut it = last.split_whitespace().map(|w| w.parse::<i32>().ok());
+    let (p, k) = (it.next().flatten()?, it.next().flatten()?);
+    t.track(k);
+    Some((p, k))
+}
+
+/// The pidfile names a dead pid that was since reused, as the id of a session of its own, by
+/// an unrelated process of the same user, whose leader exited and left a child: that child
+/// is not what the program left (1.5.13's stop never reached it; the session clean-up must
+/// not either).
+#[test]
+fn a_reused_session_id_is_not_what_the_dead_program_left() {
+    let t = Env::new();
+    let cmd = t.sleep(1);
+    t.programs(&[t.program("reused", &cmd, "")]);
+    let unrelated = t.sleep(2);
+    let Some((pid, other)) = reuse_as_a_session(&t, "reused", &unrelated) else {
+        eprintln!("skipped: needs root, perl, and the dead pid free for the taking");
+        return;
+    };
+    assert!(wait_for(LONG, || common::stat_field(other, 6)
+        .is_some_and(|s| s == pid.to_string())));
+    assert_eq!(t.pid_of("reused"), Some(pid));
+    for verb in ["status", "stop", "start"] {
+        let r = t.run(&[verb, "reused"]);
+        assert!(
+            alive(other),
+            "{verb} signalled the unrelated {other}: {}",
+            r.all()
+        );
+    }
+    assert!(audit(&t).iter().all(|r| r["action"] != "cleanup"));
+}

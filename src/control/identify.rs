@@ -98,6 +98,28 @@ pub fn recorded_start(prog: &ProgramConfig, pid: i32) -> Option<u64> {
         .map(|r| r.start_ticks)
 }
 
+/// For `pid`, the start time usrsvc recorded and the latest time (clock ticks since this boot)
+/// at which it was seen holding that pid: when the record was last written (at the launch, at
+/// the end of a successful start, at an adoption).
+pub fn recorded_lifetime(prog: &ProgramConfig, pid: i32) -> Option<(u64, u64)> {
+    let start = recorded_start(prog, pid)?;
+    let written = std::fs::metadata(record_path(prog)?)
+        .ok()?
+        .modified()
+        .ok()?;
+    let since_boot = written.duration_since(proc::boot_time()).ok()?;
+    let tps = proc::clock_ticks_per_second().max(1);
+    let seen =
+        since_boot.as_secs() * tps + u64::from(since_boot.subsec_nanos()) * tps / 1_000_000_000;
+    Some((start, seen.max(start)))
+}
+
+/// Rewrites the launch record of `info` after a successful start: its time says the process
+/// still held its pid at the end of the window.
+pub fn confirm_launch(prog: &ProgramConfig, info: &ProcInfo) {
+    write_record(prog, info, How::Launched);
+}
+
 fn write_record(prog: &ProgramConfig, info: &ProcInfo, how: How) {
     if let Some(path) = record_path(prog) {
         let word = match how {

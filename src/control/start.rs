@@ -235,6 +235,8 @@ pub fn launch(prog: &ProgramConfig, matcher: &Matcher, report: &dyn Report) -> O
             ));
             return launched.fail(&mut child, ReturnCode::InsufficientPermissions);
         }
+    } else {
+        identify::confirm_launch(prog, &found);
     }
     if exited_ok {
         // Nothing needs its pid any more: the session id lives on in the program's process.

@@ -164,6 +164,11 @@ fn find_leftovers(prog: &ProgramConfig) -> Option<(i32, Members, Vec<ProcInfo>)>
         return None;
     }
     let recorded = crate::control::identify::recorded_start(prog, pid);
+    // When the pid is free, it may have been given since to an unrelated process that made
+    // it the id of a session of its own and left members in it. A member born while the
+    // recorded process still held the pid proves the session its: that member has kept the
+    // session, and so the pid, reserved ever since.
+    let mut born_by = None;
     let since = match proc::read_proc(pid) {
         // It runs: the program, or a reuse of the pid (then no session of that id is left).
         Some(p) if p.is_alive() => return None,
@@ -178,10 +183,19 @@ fn find_leftovers(prog: &ProgramConfig) -> Option<(i32, Members, Vec<ProcInfo>)>
             }
             z.start_ticks
         }
-        None => recorded.unwrap_or(0),
+        None => {
+            let (start, seen) = crate::control::identify::recorded_lifetime(prog, pid)?;
+            born_by = Some(seen);
+            start
+        }
     };
     let members = Members::new(Scope::Session(pid), since);
     let found = members.scan(&[]);
+    if let Some(seen) = born_by {
+        if !found.iter().any(|p| p.start_ticks <= seen) {
+            return None;
+        }
+    }
     (!found.is_empty()).then_some((pid, members, found))
 }
 
