@@ -267,6 +267,47 @@ fn a_reread_that_drops_most_programs_is_refused_unless_forced() {
     t.run_bin("usrsvcd", &["reread"]).expect_code(1);
 }
 
+/// `usrsvcd restart` with a config cut short is refused like a reread of it (it silently ended
+/// the supervision of every program), and `--force` restarts with it anyway.
+#[test]
+fn a_restart_that_drops_most_programs_is_refused_unless_forced() {
+    let t = Env::new();
+    let (sections, cut) = many(&t, 3, 1);
+    t.programs(&sections);
+    let d = t.daemon();
+    let pids: Vec<i32> = (0..3).map(|i| t.wait_running(&format!("p{i}"))).collect();
+    for (i, pid) in pids.iter().enumerate() {
+        d.expect_watching(&format!("p{i}"), *pid);
+    }
+    for config in [cut.clone(), "[Main]\n".to_string()] {
+        t.config(&config);
+        let r = t.run_bin("usrsvcd", &["restart"]);
+        r.expect_code(1);
+        assert!(
+            r.stderr().contains("would end the supervision of")
+                && r.stderr().contains("usrsvcd restart --force")
+                && r.stderr().contains(&format!(
+                    "the running daemon (pid {}) was left running",
+                    d.pid
+                )),
+            "{}",
+            r.stderr()
+        );
+        assert_eq!(t.daemon_pid(), Some(d.pid));
+    }
+    // Still supervised.
+    kill9(pids[2]);
+    let p2 = t.wait_new_pid("p2", pids[2]);
+    d.expect_watching("p2", p2);
+
+    t.config(&cut);
+    t.run_bin("usrsvcd", &["restart", "--force"]).expect_code(0);
+    let new = t.daemon_pid().expect("a new daemon");
+    assert_ne!(new, d.pid);
+    let _guard = t.attach_daemon(new, t.path("run/usrsvcd.log"));
+    assert!(!alive(d.pid));
+}
+
 /// A reread whose config takes long to load (held by the test hook) does not delay the
 /// restart of a program that crashes meanwhile.
 #[test]

@@ -40,8 +40,8 @@ Options:
     --log-format FORMAT   human (default) or json: one JSON object per log line.
     --debug               Print debugging information.
     --json                status: one JSON document on stdout.
-    --force               reread: load a config even if it ends the supervision of most
-                          programs (one that usrsvcd otherwise refuses as cut short).
+    --force               reread, restart: load a config even if it ends the supervision
+                          of most programs (one that usrsvcd otherwise refuses as cut short).
 
 stop, restart, status and reread act only on a daemon that runs the same main config file;
 one that runs another is left alone (exit 1).
@@ -163,8 +163,8 @@ fn run(argv: Vec<String>) -> ReturnCode {
         console.error("--json is only available with status.");
         return ReturnCode::GeneralFailure;
     }
-    if args.force && action != "reread" {
-        console.error("--force is only available with reread.");
+    if args.force && action != "reread" && action != "restart" {
+        console.error("--force is only available with reread and restart.");
         return ReturnCode::GeneralFailure;
     }
     // The running daemon, if it runs this config file; another daemon's is not ours to touch.
@@ -529,7 +529,13 @@ fn restart(
     console: &Console,
 ) -> ReturnCode {
     if let Some((p, _)) = &daemon {
-        if let Err(e) = check_new_daemon(path, console) {
+        let checked = check_new_daemon(path, console).and_then(|config| {
+            if args.force {
+                return Ok(());
+            }
+            drop_check(p.pid, &config)
+        });
+        if let Err(e) = checked {
             console.error(&e.message);
             console.error(&format!(
                 "Not restarting: the running daemon (pid {}) was left running.",
@@ -545,8 +551,45 @@ fn restart(
     start(path, args, console)
 }
 
-/// What `usrsvcd start` (detached) needs to come up, checked without side effects.
-fn check_new_daemon(path: &Path, console: &Console) -> Result<(), StartError> {
+/// The drop rule of a reread, for a restart: a new daemon whose config would end the
+/// supervision of most of the programs the running daemon `pid` manages (its state file says
+/// which) is refused without `--force`, as a reread of that config is.
+fn drop_check(pid: i32, config: &crate::config::Config) -> Result<(), StartError> {
+    let Some(state) = crate::daemon::supervise::read_state()
+        .filter(|d| d["pid"].as_i64() == Some(i64::from(pid)))
+    else {
+        return Ok(());
+    };
+    let managed: Vec<&str> = state["programs"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p["name"].as_str()).collect())
+        .unwrap_or_default();
+    let dropped: Vec<&str> = managed
+        .iter()
+        .copied()
+        .filter(|n| config.program(n).is_none())
+        .collect();
+    let kept = managed.len() - dropped.len();
+    if !reread::drops_too_many(managed.len(), kept, config.programs.len()) {
+        return Ok(());
+    }
+    let shown: Vec<&str> = dropped.iter().copied().take(10).collect();
+    let more = dropped.len() - shown.len();
+    Err(StartError::new(
+        ReturnCode::GeneralFailure,
+        format!(
+            "The new config would end the supervision of {} of the {} programs usrsvcd manages ({}{}); it has {} program(s). Refusing it (was the file cut short?); \"usrsvcd restart --force\" restarts with it anyway.",
+            dropped.len(),
+            managed.len(),
+            shown.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() },
+            config.programs.len()
+        ),
+    ))
+}
+
+/// What `usrsvcd start` (detached) needs to come up, checked without side effects; the config.
+fn check_new_daemon(path: &Path, console: &Console) -> Result<crate::config::Config, StartError> {
     // Quiet: `start` prints the warnings.
     let config = load_config(path, console, true).map_err(|errors| {
         let all: Vec<String> = errors
@@ -555,7 +598,8 @@ fn check_new_daemon(path: &Path, console: &Console) -> Result<(), StartError> {
             .collect();
         StartError::new(ReturnCode::InvalidConfig, all.join("\n"))
     })?;
-    instance::preflight(&config.main, instance::default_log().as_deref())
+    instance::preflight(&config.main, instance::default_log().as_deref())?;
+    Ok(config)
 }
 
 /// SIGTERM through a verified pidfd, then wait for it to be gone (SIGKILL after 10 s).
