@@ -115,6 +115,50 @@ fn open(path: &Path, flags: OFlags, mode: u32) -> io::Result<File> {
     Ok(file)
 }
 
+/// Opens for reading a file whose text decides how a program runs (an `env_file`: it can set
+/// `LD_PRELOAD` or `PATH`), so it must be as safe from other users as the program itself.
+/// Symlinks are resolved first; then the folder of the real file must pass `check_folder`
+/// (in a sticky one the file must be ours, with one link), and the file must be a regular
+/// file of ours or root's that no other user can write. Never blocks (a FIFO is refused).
+pub fn open_trusted_read(path: &Path) -> io::Result<File> {
+    let real = std::fs::canonicalize(path)?;
+    let dir = folder_of(&real);
+    let folder = check_folder(&dir)?;
+    let fd = rustix::fs::open(
+        &real,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        rustix::io::Errno::LOOP => refused(SYMLINK.to_owned()),
+        e => io::Error::from(e),
+    })?;
+    let file = File::from(fd);
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(refused("not a regular file".into()));
+    }
+    if folder == Folder::Sticky {
+        check_shared_file(&real, &meta)?;
+    }
+    let me = crate::proc::my_uid();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(refused(format!(
+            "{} belongs to uid {}, who could change the environment of the program",
+            real.display(),
+            meta.uid()
+        )));
+    }
+    if let Some(who) = others_can_write(&meta, me) {
+        return Err(refused(format!(
+            "{} is {who} (mode {:04o}), so another user could change the environment of the program",
+            real.display(),
+            meta.mode() & 0o7777
+        )));
+    }
+    Ok(file)
+}
+
 const SYMLINK: &str = "it is a symbolic link, and usrsvc never follows one there";
 
 /// The folder `path` is in (`.` for a bare name).

@@ -435,3 +435,53 @@ fn a_relative_command_path_is_relative_to_directory() {
     t.run(&["status", "p"]).expect_code(0);
     t.run(&["stop", "p"]).expect_code(0);
 }
+
+/// An env_file sets the program's environment (`LD_PRELOAD`, `PATH`): one that another user
+/// can write or replace — in a folder others can write without the sticky bit, writable by
+/// others itself, reached through a symlink into such a folder, or, in a sticky folder, not
+/// ours — is refused and the program not started, like a config error of that program.
+#[test]
+fn an_env_file_another_user_could_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = Env::new();
+    let started = |t: &Env| !common::pids_matching(&t.sleep(1)).is_empty();
+    let set_mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod")
+    };
+    let open = t.path("open");
+    std::fs::create_dir(&open).expect("mkdir");
+    let in_open = open.join("app.env");
+    std::fs::write(&in_open, "A=1\n").expect("env file");
+    set_mode(&open, 0o777);
+    let mine = t.path("mine.env");
+    std::fs::write(&mine, "A=1\n").expect("env file");
+    let link = t.path("link.env");
+    std::os::unix::fs::symlink(&in_open, &link).expect("symlink");
+    let cases = [
+        (in_open.clone(), "writable by every user"),
+        (link.clone(), "writable by every user"),
+        (mine.clone(), "another user could change"),
+    ];
+    set_mode(&mine, 0o666);
+    for (path, why) in cases {
+        t.programs(&[t.program("p", &t.sleep(1), &format!("env_file = {}", path.display()))]);
+        let r = t.run(&["start", "p"]);
+        r.expect_code(137);
+        assert!(
+            r.stderr()
+                .contains(&format!("Cannot read env_file {}", path.display()))
+                && r.stderr().contains(why),
+            "{}: {}",
+            path.display(),
+            r.stderr()
+        );
+        assert!(!started(&t));
+    }
+    // Private again: the same files are fine.
+    set_mode(&open, 0o755);
+    set_mode(&mine, 0o644);
+    t.run(&["start", "p"]).expect_code(0);
+    t.run(&["stop", "p"]).expect_code(0);
+    t.programs(&[t.program("p", &t.sleep(1), &format!("env_file = {}", link.display()))]);
+    t.run(&["start", "p"]).expect_code(0);
+}

@@ -12,13 +12,11 @@
 //! unterminated quote, a quote of the same kind inside a quoted value, a `\` at the end of a
 //! line (systemd would join lines; we do not guess), NUL bytes, invalid UTF-8. The file is
 //! opened read-only and non-blocking and must be a regular file (a FIFO cannot hang a start) of
-//! at most 1 MiB.
+//! at most 1 MiB, that no other user can write or replace (`fsafe::open_trusted_read`).
 //!
 //! Reading is the only I/O; `parse` is pure.
 
-use std::fs::OpenOptions;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// The largest env_file read.
@@ -28,11 +26,8 @@ pub const MAX_BYTES: u64 = 1 << 20;
 pub fn read(path: &Path) -> Result<Vec<(String, String)>, String> {
     let shown = path.display();
     let fail = |why: String| format!("Cannot read env_file {shown}: {why}");
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| fail(e.to_string()))?;
+    // Read as safely as the config: whoever can write it sets the program's environment.
+    let file = crate::fsafe::open_trusted_read(path).map_err(|e| fail(e.to_string()))?;
     let meta = file.metadata().map_err(|e| fail(e.to_string()))?;
     if !meta.is_file() {
         return Err(fail("not a regular file".into()));
