@@ -192,7 +192,9 @@ fn find_leftovers(prog: &ProgramConfig) -> Option<(i32, Members, Vec<ProcInfo>)>
     let members = Members::new(Scope::Session(pid), since);
     let found = members.scan(&[]);
     if let Some(seen) = born_by {
-        if !found.iter().any(|p| p.start_ticks <= seen) {
+        // Born a whole clock tick before the record's time: the record's time is a coarse,
+        // wall-clock one, and a tick of slack keeps a process born just after it out.
+        if !found.iter().any(|p| p.start_ticks + 1 < seen) {
             return None;
         }
     }
