@@ -519,3 +519,50 @@ fn a_huge_reason_is_bounded_and_history_counts_damaged_lines() {
     );
     t.run(&["stop", "p"]).expect_code(0);
 }
+
+/// `history`, `plan`, `status --json`, `checkhealth`-style listings and `--help` write to a
+/// closed pipe (`usrsvc history | head -1`) or a full disk without a panic (exit 101): the
+/// output is lost, the command's own exit code stands.
+#[test]
+fn output_to_a_closed_pipe_or_a_full_disk_is_no_panic() {
+    let t = Env::new();
+    let cmd = t.sleep(1);
+    t.programs(&[t.program("piped", &cmd, "")]);
+    // An audit record, so that history has lines to write.
+    t.run(&["stop", "piped"]).expect_code(0);
+    let verbs: [&[&str]; 5] = [
+        &["history"],
+        &["history", "--json"],
+        &["plan"],
+        &["status", "piped", "--json"],
+        &["--help"],
+    ];
+    for args in verbs {
+        let full = std::fs::File::create("/dev/full").expect("/dev/full");
+        let out = t
+            .command("usrsvc", args)
+            .stdout(full)
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.code() != Some(101) && !err.contains("panicked"),
+            "{args:?} to /dev/full: {:?} {err}",
+            out.status
+        );
+        let mut child = t
+            .command("usrsvc", args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.code() != Some(101) && !err.contains("panicked"),
+            "{args:?} to a closed pipe: {:?} {err}",
+            out.status
+        );
+    }
+}
