@@ -218,3 +218,20 @@ fn logs_shows_every_asked_line_of_a_log_over_16_mb() {
     assert_eq!(out.len(), text.len(), "every byte, once");
     assert!(out.ends_with("2199999\n") && out.starts_with("0000000\n"));
 }
+
+#[test]
+fn logs_follow_ends_the_old_files_unfinished_line_at_a_rotation() {
+    // The last line of a rotated-away file had no newline: it was glued to the first line of
+    // the new file ("old partialfirst of the new file").
+    let t = Env::new();
+    setup(&t, false);
+    let log = t.path("logs/web.out");
+    append(&log, "start\nold partial");
+    let (child, rx) = follow(&t, "5");
+    let _guard = Killed(child);
+    wait_line(&rx, "start");
+    std::fs::rename(&log, t.path("logs/web.out.1")).expect("rename");
+    append(&log, "first of the new file\n");
+    let seen = wait_line(&rx, "first of the new file");
+    assert_eq!(seen, vec!["old partial".to_string()]);
+}

@@ -105,6 +105,7 @@ impl Log {
         if replaced {
             // What was written to the old file before it was renamed away comes first.
             self.read_new(&mut shown);
+            self.end_partial(&mut shown);
             match open_regular(&self.path) {
                 Ok(o) => {
                     if self.open.is_some() {
@@ -128,11 +129,21 @@ impl Log {
                     self.path.display()
                 ));
                 o.pos = 0;
-                self.partial.clear();
+                self.end_partial(&mut shown);
             }
         }
         self.read_new(&mut shown);
         Ok(shown)
+    }
+
+    /// Shows the unfinished last line of a file that is being left (rotated away or cut to
+    /// its start), ended by a newline, so it is neither glued to the next file's first line
+    /// nor lost.
+    fn end_partial(&mut self, shown: &mut Vec<u8>) {
+        if !self.partial.is_empty() {
+            shown.append(&mut self.partial);
+            shown.push(b'\n');
+        }
     }
 
     /// Appends the complete lines written since `pos` to `shown`, reading at most 16 MB;
