@@ -22,6 +22,9 @@ use crate::exit::ReturnCode;
 /// How often `-f` looks for new lines, truncation and rotation.
 const POLL: Duration = Duration::from_millis(200);
 
+/// The most of an unfinished line held back for its newline.
+const MAX_PARTIAL: usize = 1024 * 1024;
+
 /// One log file being shown.
 struct Log {
     /// `stdout` or `stderr` (the label, when there are two).
@@ -162,6 +165,11 @@ impl Log {
         self.partial.extend_from_slice(&data);
         if let Some(end) = self.partial.iter().rposition(|b| *b == b'\n') {
             shown.extend(self.partial.drain(..=end));
+        }
+        // A line that never ends (a binary or progress stream) is shown as it comes, rather
+        // than held in memory, unshown, without bound.
+        if self.partial.len() > MAX_PARTIAL {
+            shown.append(&mut self.partial);
         }
         read
     }
