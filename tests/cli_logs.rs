@@ -218,3 +218,61 @@ fn logs_shows_every_asked_line_of_a_log_over_16_mb() {
     assert_eq!(out.len(), text.len(), "every byte, once");
     assert!(out.ends_with("2199999\n") && out.starts_with("0000000\n"));
 }
+
+#[test]
+fn logs_follow_ends_the_old_files_unfinished_line_at_a_rotation() {
+    // The last line of a rotated-away file had no newline: it was glued to the first line of
+    // the new file ("old partialfirst of the new file").
+    let t = Env::new();
+    setup(&t, false);
+    let log = t.path("logs/web.out");
+    append(&log, "start\nold partial");
+    let (child, rx) = follow(&t, "5");
+    let _guard = Killed(child);
+    wait_line(&rx, "start");
+    std::fs::rename(&log, t.path("logs/web.out.1")).expect("rename");
+    append(&log, "first of the new file\n");
+    let seen = wait_line(&rx, "first of the new file");
+    assert_eq!(seen, vec!["old partial".to_string()]);
+}
+
+#[test]
+fn logs_follow_shows_a_line_that_never_ends_instead_of_holding_it() {
+    // 3 MB without a newline: -f held it all in memory and showed nothing, without bound.
+    let t = Env::new();
+    setup(&t, false);
+    append(&t.path("logs/web.out"), &"x".repeat(3 << 20));
+    let mut child = t
+        .command("usrsvc", &["logs", "web", "-f", "-n", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn logs -f");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let _guard = Killed(child);
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0usize;
+        while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            total += n;
+            if tx.send(total).is_err() {
+                break;
+            }
+        }
+    });
+    let end = Instant::now() + LONG;
+    let mut got = 0;
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(total) if total >= 3 << 20 => return,
+            Ok(total) => got = total,
+            Err(_) => break,
+        }
+    }
+    panic!("-f showed {got} of the 3 MB line within {LONG:?}");
+}

@@ -22,6 +22,9 @@ use crate::exit::ReturnCode;
 /// How often `-f` looks for new lines, truncation and rotation.
 const POLL: Duration = Duration::from_millis(200);
 
+/// The most of an unfinished line held back for its newline.
+const MAX_PARTIAL: usize = 1024 * 1024;
+
 /// One log file being shown.
 struct Log {
     /// `stdout` or `stderr` (the label, when there are two).
@@ -105,6 +108,7 @@ impl Log {
         if replaced {
             // What was written to the old file before it was renamed away comes first.
             self.read_new(&mut shown);
+            self.end_partial(&mut shown);
             match open_regular(&self.path) {
                 Ok(o) => {
                     if self.open.is_some() {
@@ -128,11 +132,21 @@ impl Log {
                     self.path.display()
                 ));
                 o.pos = 0;
-                self.partial.clear();
+                self.end_partial(&mut shown);
             }
         }
         self.read_new(&mut shown);
         Ok(shown)
+    }
+
+    /// Shows the unfinished last line of a file that is being left (rotated away or cut to
+    /// its start), ended by a newline, so it is neither glued to the next file's first line
+    /// nor lost.
+    fn end_partial(&mut self, shown: &mut Vec<u8>) {
+        if !self.partial.is_empty() {
+            shown.append(&mut self.partial);
+            shown.push(b'\n');
+        }
     }
 
     /// Appends the complete lines written since `pos` to `shown`, reading at most 16 MB;
@@ -151,6 +165,11 @@ impl Log {
         self.partial.extend_from_slice(&data);
         if let Some(end) = self.partial.iter().rposition(|b| *b == b'\n') {
             shown.extend(self.partial.drain(..=end));
+        }
+        // A line that never ends (a binary or progress stream) is shown as it comes, rather
+        // than held in memory, unshown, without bound.
+        if self.partial.len() > MAX_PARTIAL {
+            shown.append(&mut self.partial);
         }
         read
     }
