@@ -52,6 +52,14 @@ impl Scope {
         }
     }
 
+    fn holds_node(self, n: &proc::Node) -> bool {
+        match self {
+            Scope::Session(sid) => n.session == sid,
+            Scope::Group(pgid) => n.pgrp == pgid,
+            Scope::Alone => false,
+        }
+    }
+
     fn id(self) -> Option<i32> {
         match self {
             Scope::Session(id) | Scope::Group(id) => Some(id),
@@ -85,14 +93,19 @@ impl Members {
         let Some(id) = self.scope.id() else {
             return Vec::new();
         };
-        proc::user_processes(proc::my_uid())
-            .into_iter()
-            .filter(|p| self.scope.holds(p) && p.start_ticks >= self.since)
-            .filter(|p| !known.contains(&p.pid) && !self.callers.contains(&p.pid))
-            // The leader itself is the main process, handled by the caller.
-            .filter(|p| p.pid != id)
-            .filter(|p| !proc::is_usrsvc(p.pid, &p.cmdline))
-            .collect()
+        let scope = self.scope;
+        let since = self.since;
+        proc::user_processes_where(proc::my_uid(), |n| {
+            scope.holds_node(n) && n.start_ticks >= since
+        })
+        .into_iter()
+        // Read again in full: still in the scope (the stat could have changed since).
+        .filter(|p| self.scope.holds(p) && p.start_ticks >= self.since)
+        .filter(|p| !known.contains(&p.pid) && !self.callers.contains(&p.pid))
+        // The leader itself is the main process, handled by the caller.
+        .filter(|p| p.pid != id)
+        .filter(|p| !proc::is_usrsvc(p.pid, &p.cmdline))
+        .collect()
     }
 
     /// Pidfds on `found`, each proven after it was opened: still the same process (uid, start

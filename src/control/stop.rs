@@ -153,7 +153,11 @@ impl Leftovers {
 /// no earlier than it (when that is known). Returns the pid, the rule and what it found now;
 /// None when there is nothing.
 fn find_leftovers(prog: &ProgramConfig) -> Option<(i32, Members, Vec<ProcInfo>)> {
-    if !prog.stop_group {
+    // Looking for them is a look at every process: not for a program that must never be
+    // looked for that way (`scan_for_process = false`), which is also how usrsvcd tells its
+    // crash worker that nothing is left (it saw no descendant of its own but its programs and
+    // workers, and what a dead program of its leaves behind is re-parented to it).
+    if !prog.stop_group || !prog.scan_for_process {
         return None;
     }
     let PidfileRead::Pid { pid, written } = proc::read_pidfile(&prog.pidfile) else {

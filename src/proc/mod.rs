@@ -13,5 +13,5 @@ pub use matcher::Matcher;
 pub use pidfile::{read_pidfile, remove_pidfile, write_atomic, write_pidfile, PidfileRead};
 pub use procfs::{
     boot_time, clock_ticks_per_second, is_usrsvc, list_pids, may_signal, my_ancestors, my_uid,
-    process_tree, read_proc, scan_user, user_processes, Node, ProcInfo, ProcState,
+    process_tree, read_proc, scan_user, user_processes_where, Node, ProcInfo, ProcState,
 };

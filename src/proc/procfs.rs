@@ -259,27 +259,26 @@ pub fn may_signal(info: &ProcInfo) -> bool {
 pub struct Node {
     pub pid: i32,
     pub ppid: i32,
+    pub pgrp: i32,
     pub session: i32,
     pub start_ticks: u64,
     pub alive: bool,
 }
 
-/// Every live process of `uid` (real, effective and saved uid all theirs) but this one, read
-/// in full: for a stop that must find the members of a program's session.
-pub fn user_processes(uid: u32) -> Vec<ProcInfo> {
+/// The live processes of `uid` (real, effective and saved uid all theirs) but this one that
+/// `keep` accepts from their `stat` alone (session, group, start time): only those are read in
+/// full, so looking for a session's members costs one small read per process (a daemon
+/// worker's crash restart does it before every launch).
+pub fn user_processes_where(uid: u32, keep: impl Fn(&Node) -> bool) -> Vec<ProcInfo> {
     let Ok(dir) = open_proc() else {
         return Vec::new();
     };
     let me = rustix::process::getpid().as_raw_nonzero().get();
     let mut buf = Vec::with_capacity(512);
-    list_pids()
+    process_tree()
         .into_iter()
-        .filter(|pid| *pid != me)
-        .filter(|pid| {
-            rustix::fs::statat(&dir, pid.to_string().as_str(), AtFlags::empty())
-                .is_ok_and(|st| st.st_uid == uid)
-        })
-        .filter_map(|pid| read_with(&dir, pid, &mut buf))
+        .filter(|n| n.pid != me && n.alive && keep(n))
+        .filter_map(|n| read_with(&dir, n.pid, &mut buf))
         .filter(|p| p.is_alive() && p.belongs_to(uid))
         .collect()
 }
@@ -298,6 +297,7 @@ pub fn process_tree() -> Vec<Node> {
             Some(Node {
                 pid,
                 ppid: st.ppid,
+                pgrp: st.pgrp,
                 session: st.session,
                 start_ticks: st.start_ticks,
                 alive: st.state.is_alive(),
