@@ -1479,24 +1479,37 @@ impl<'a> Builder<'a> {
         self.daemon_errors.push(e);
     }
 
-    fn env(&mut self, values: &Values<'_, 'a>, scope: &Scope) -> Vec<(String, String)> {
-        let Some((_, item, resolved)) = values.iter().find(|(k, _, _)| *k == "Env") else {
-            return Vec::new();
-        };
+    /// A program's `[[NAME]]` subsection, resolved, and the prefix (`NAME.`) its keys carry in
+    /// errors; `None` when it is absent, or (reported here) when NAME is a plain value.
+    fn subsection<'t>(
+        &mut self,
+        values: &Values<'t, 'a>,
+        name: &str,
+        scope: &Scope,
+    ) -> Option<(Vec<Value<'t, 'a>>, String)> {
+        let (_, item, resolved) = values.iter().find(|(k, _, _)| *k == name)?;
         let Resolved::Section(table) = resolved else {
             if !matches!(resolved, Resolved::Failed) {
+                let key = item.key();
                 self.error(
                     Kind::NotASubsection,
                     scope,
                     Some(item.origin()),
-                    Some(item.key()),
-                    "Env must be a subsection, like [[Env]]".into(),
+                    Some(key),
+                    format!("{key} must be a subsection, like [[{key}]]"),
                 );
             }
-            return Vec::new();
+            return None;
         };
         let prefix = format!("{}.", item.key());
         let inner = self.resolve(table, scope, &prefix);
+        Some((inner, prefix))
+    }
+
+    fn env(&mut self, values: &Values<'_, 'a>, scope: &Scope) -> Vec<(String, String)> {
+        let Some((inner, prefix)) = self.subsection(values, "Env", scope) else {
+            return Vec::new();
+        };
         let mut env = Vec::new();
         for value in &inner {
             if let Some((v, origin, key)) = self.scalar_of(value, scope, &prefix) {
@@ -1512,24 +1525,9 @@ impl<'a> Builder<'a> {
 
     fn monitoring(&mut self, values: &Values<'_, 'a>, scope: &Scope) -> MonitoringConfig {
         let mut m = MonitoringConfig::default();
-        let Some((_, item, resolved)) = values.iter().find(|(k, _, _)| *k == "Monitoring") else {
+        let Some((inner, prefix)) = self.subsection(values, "Monitoring", scope) else {
             return m;
         };
-        let Resolved::Section(table) = resolved else {
-            if !matches!(resolved, Resolved::Failed) {
-                let key = item.key();
-                self.error(
-                    Kind::NotASubsection,
-                    scope,
-                    Some(item.origin()),
-                    Some(key),
-                    format!("{key} must be a subsection, like [[{key}]]"),
-                );
-            }
-            return m;
-        };
-        let prefix = format!("{}.", item.key());
-        let inner = self.resolve(table, scope, &prefix);
         m.monitor_after = self.int_seconds(&inner, "monitor_after", 30, scope, &prefix);
         if let Some(Some((v, origin, _))) = self.scalar(&inner, "activityfile", scope, &prefix) {
             if !v.is_empty() {

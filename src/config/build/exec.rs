@@ -4,7 +4,7 @@
 //! 1.5.13 keys so that both stay readable.
 
 use super::super::exec::{parse_limit, parse_nice, parse_umask, ExecConfig, Limit, Resource};
-use super::{Builder, Kind, Resolved, Scope, Values};
+use super::{Builder, Kind, Scope, Values};
 
 /// The keys this part reads (canonical spellings), for the program's unknown-key check.
 pub(super) const EXEC_KEYS: [&str; 5] = ["directory", "umask", "env_file", "nice", "Limits"];
@@ -75,23 +75,9 @@ impl<'a> Builder<'a> {
 
     /// `[[Limits]]`: `nofile`, `core`, `nproc`, `as`, in file order.
     fn limits(&mut self, values: &Values<'_, 'a>, scope: &Scope) -> Vec<Limit> {
-        let Some((_, item, resolved)) = values.iter().find(|(k, _, _)| *k == "Limits") else {
+        let Some((inner, prefix)) = self.subsection(values, "Limits", scope) else {
             return Vec::new();
         };
-        let Resolved::Section(table) = resolved else {
-            if !matches!(resolved, Resolved::Failed) {
-                self.error(
-                    Kind::NotASubsection,
-                    scope,
-                    Some(item.origin()),
-                    Some(item.key()),
-                    "Limits must be a subsection, like [[Limits]]".into(),
-                );
-            }
-            return Vec::new();
-        };
-        let prefix = format!("{}.", item.key());
-        let inner = self.resolve(table, scope, &prefix);
         let mut limits = Vec::new();
         for (k, _, _) in &inner {
             let Some(resource) = Resource::from_key(k) else {
