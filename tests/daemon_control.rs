@@ -219,16 +219,24 @@ fn many(t: &Env, count: u32, keep: u32) -> (Vec<String>, String) {
     (sections, text)
 }
 
+/// A daemon on `sections` (programs `p0`, `p1`, …), once it watches each of them; their pids.
+fn watching<'t>(t: &'t Env, sections: &[String]) -> (common::daemon::Daemon<'t>, Vec<i32>) {
+    t.programs(sections);
+    let d = t.daemon();
+    let pids: Vec<i32> = (0..sections.len())
+        .map(|i| t.wait_running(&format!("p{i}")))
+        .collect();
+    for (i, pid) in pids.iter().enumerate() {
+        d.expect_watching(&format!("p{i}"), *pid);
+    }
+    (d, pids)
+}
+
 #[test]
 fn a_reread_that_drops_most_programs_is_refused_unless_forced() {
     let t = Env::new();
     let (sections, cut) = many(&t, 3, 1);
-    t.programs(&sections);
-    let d = t.daemon();
-    let pids: Vec<i32> = (0..3).map(|i| t.wait_running(&format!("p{i}"))).collect();
-    for (i, pid) in pids.iter().enumerate() {
-        d.expect_watching(&format!("p{i}"), *pid);
-    }
+    let (d, pids) = watching(&t, &sections);
 
     // Cut short: one program of three left.
     t.config(&cut);
@@ -273,12 +281,7 @@ fn a_reread_that_drops_most_programs_is_refused_unless_forced() {
 fn a_restart_that_drops_most_programs_is_refused_unless_forced() {
     let t = Env::new();
     let (sections, cut) = many(&t, 3, 1);
-    t.programs(&sections);
-    let d = t.daemon();
-    let pids: Vec<i32> = (0..3).map(|i| t.wait_running(&format!("p{i}"))).collect();
-    for (i, pid) in pids.iter().enumerate() {
-        d.expect_watching(&format!("p{i}"), *pid);
-    }
+    let (d, pids) = watching(&t, &sections);
     for config in [cut.clone(), "[Main]\n".to_string()] {
         t.config(&config);
         let r = t.run_bin("usrsvcd", &["restart"]);
