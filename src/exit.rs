@@ -20,11 +20,15 @@ pub enum ReturnCode {
     KillSwitchEngaged,
     /// New in 2.0: `require_reason = true` and no `--reason`.
     ReasonRequired,
+    /// New in 2.0: the daemon's delegation rules refused a caller (which rule is said).
+    NotPermitted,
+    /// New in 2.0: no daemon answers on the socket asked for (`--user`, `events`).
+    DaemonUnreachable,
     UnknownFailure,
 }
 
 impl ReturnCode {
-    pub const ALL: [ReturnCode; 15] = [
+    pub const ALL: [ReturnCode; 17] = [
         ReturnCode::Success,
         ReturnCode::GeneralFailure,
         ReturnCode::TryAgain,
@@ -39,6 +43,8 @@ impl ReturnCode {
         ReturnCode::HelpMessage,
         ReturnCode::KillSwitchEngaged,
         ReturnCode::ReasonRequired,
+        ReturnCode::NotPermitted,
+        ReturnCode::DaemonUnreachable,
         ReturnCode::UnknownFailure,
     ];
 
@@ -58,6 +64,8 @@ impl ReturnCode {
             ReturnCode::HelpMessage => 138,
             ReturnCode::KillSwitchEngaged => 139,
             ReturnCode::ReasonRequired => 140,
+            ReturnCode::NotPermitted => 142,
+            ReturnCode::DaemonUnreachable => 143,
             ReturnCode::UnknownFailure => 254,
         }
     }
@@ -79,6 +87,8 @@ impl ReturnCode {
             ReturnCode::HelpMessage => "HELP_MESSAGE",
             ReturnCode::KillSwitchEngaged => "KILL_SWITCH_ENGAGED",
             ReturnCode::ReasonRequired => "REASON_REQUIRED",
+            ReturnCode::NotPermitted => "NOT_PERMITTED",
+            ReturnCode::DaemonUnreachable => "DAEMON_UNREACHABLE",
             ReturnCode::UnknownFailure => "UNKNOWN_FAILURE",
         }
     }

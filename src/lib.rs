@@ -17,6 +17,7 @@
 //! jitter, across DST).
 
 pub mod alert;
+pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod config;

@@ -43,6 +43,9 @@ fn main_config(sendmail: Option<PathBuf>, smtp: Option<SmtpConfig>) -> MainConfi
         require_reason: false,
         audit_log: None,
         audit_syslog: None,
+        allow_users: Vec::new(),
+        allow_groups: Vec::new(),
+        shared_socket: None,
     }
 }
 

@@ -818,6 +818,9 @@ impl<'a> Builder<'a> {
             require_reason,
             audit_log,
             audit_syslog,
+            allow_users: Vec::new(),
+            allow_groups: Vec::new(),
+            shared_socket: None,
         })
     }
 
@@ -1376,6 +1379,7 @@ impl<'a> Builder<'a> {
             schedule,
             health_checks,
             exec,
+            allow: Vec::new(),
         })
     }
 
@@ -1889,6 +1893,7 @@ impl<'a> Builder<'a> {
             sequence: sequence.clone(),
             min_ok,
             schedule: Schedule::default(),
+            allow: Vec::new(),
         };
         let most = u64::try_from(probe.most_down()).unwrap_or(u64::MAX);
         let can_stay = u64::try_from(members.len())
@@ -1924,6 +1929,7 @@ impl<'a> Builder<'a> {
             sequence,
             min_ok,
             schedule,
+            allow: Vec::new(),
         })
     }
 }

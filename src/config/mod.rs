@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors};
 pub use exec::{ExecConfig, Limit, LimitValue, Resource};
 pub use model::{
-    Config, GroupConfig, Location, LogTarget, MainConfig, MonitoringConfig, ProgramConfig,
+    Config, Grant, GroupConfig, Location, LogTarget, MainConfig, MonitoringConfig, ProgramConfig,
     SmtpConfig, Step,
 };
 pub use shlex::shlex_split;

@@ -71,6 +71,35 @@ pub struct MainConfig {
     pub audit_log: Option<PathBuf>,
     /// New in 2.0: also send each audit record as RFC 5424 syslog here (validated form).
     pub audit_syslog: Option<String>,
+    /// New in 2.0: other local users who may act through the daemon's shared socket, on what
+    /// each program's or group's `allow` grants (passwd names, as written).
+    #[serde(default)]
+    pub allow_users: Vec<String>,
+    /// New in 2.0: members of these system groups may too (group names, as written).
+    #[serde(default)]
+    pub allow_groups: Vec<String>,
+    /// New in 2.0: the second socket, for the users of `allow_users`/`allow_groups` (absolute;
+    /// its folder owned by the user and writable by no one else). Required with them.
+    #[serde(default)]
+    pub shared_socket: Option<PathBuf>,
+}
+
+/// New in 2.0: one entry of `allow = restart, signal:QUIT, health, repair`: what delegated
+/// callers may do on a program or group (nothing by default). Read-only operations (`list`,
+/// `status`, `plan`, `history`, `events`) show a delegated caller the programs where it holds
+/// any grant and nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    Start,
+    Stop,
+    Restart,
+    /// `signal:NAME`: this signal only (its number). There is no "any signal" grant.
+    Signal(i32),
+    /// Run the health checks now and see their verdicts.
+    Health,
+    /// Run the configured repair commands.
+    Repair,
 }
 
 /// `smtp_host`, `smtp_port` (25), `smtp_from` (default `<user>@<host>`), `smtp_starttls`
@@ -153,6 +182,9 @@ pub struct ProgramConfig {
     /// New in 2.0: `directory`, `umask`, `env_file`, `nice`, `[[Limits]]` (`exec.rs`).
     #[serde(default)]
     pub exec: ExecConfig,
+    /// New in 2.0: what delegated callers may do on this program (`allow`).
+    #[serde(default)]
+    pub allow: Vec<Grant>,
 }
 
 /// New in 2.0: one `[Group:NAME]`.
@@ -170,6 +202,9 @@ pub struct GroupConfig {
     pub min_ok: u64,
     /// The group's own schedule (windows: its own, else `[Main]`'s).
     pub schedule: Schedule,
+    /// New in 2.0: what delegated callers may do on the group and on each of its programs.
+    #[serde(default)]
+    pub allow: Vec<Grant>,
 }
 
 impl GroupConfig {

@@ -328,6 +328,7 @@ mod tests {
             sequence,
             min_ok,
             schedule: Schedule::default(),
+            allow: Vec::new(),
         }
     }
 

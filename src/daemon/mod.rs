@@ -15,6 +15,7 @@ pub mod monitor;
 pub mod planned;
 pub mod policy;
 pub mod reread;
+pub mod state;
 pub mod supervise;
 
 pub use log::{Format, Log};
