@@ -15,10 +15,21 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
+use super::instance::Instance;
 use super::instance::{self, Logs};
+use super::lifecycle::first_check;
+use super::lifecycle::timer_for;
+use super::planned;
+use super::program::{Phase, Prog};
+use super::supervise::{Daemon, REREAD_STUCK};
+use crate::alert::Alerts;
 use crate::config::Config;
+use crate::config::ProgramConfig;
+use crate::control::Report;
 use crate::exit::ReturnCode;
+use crate::proc::ProcInfo;
 use crate::proc::{self, Matcher};
+use std::time::Instant;
 
 const STATUS_FILE: &str = "usrsvcd.reread";
 const FORCE_FILE: &str = "usrsvcd.reread-force";
@@ -255,6 +266,264 @@ pub fn read_status() -> Option<Status> {
             .filter_map(|e| e.as_str().map(String::from))
             .collect(),
         config: v["config"].as_str().unwrap_or_default().to_string(),
+    })
+}
+
+// The loop's side: asking for a reread and applying what the thread prepared.
+
+impl Daemon {
+    /// SIGUSR1/SIGHUP: a reread, prepared in a thread of its own (see `reread`); one at a
+    /// time, and one more after it when asked for meanwhile.
+    pub(super) fn ask_reread(&mut self) {
+        let log = self.opts.log.clone();
+        if let Some((seq, since)) = self.reread_busy {
+            // A reread hung on a file (a FIFO, a dead network filesystem) must not hold back
+            // every later one: it is left behind, and its outcome ignored when it comes.
+            if since.elapsed() < REREAD_STUCK {
+                self.reread_again = true;
+                return;
+            }
+            log.error(&format!(
+                "The reread started {} s ago (#{seq}) is still under way (a file that hangs?); starting another, and that one's outcome will be ignored.",
+                since.elapsed().as_secs()
+            ));
+        }
+        instance::notify("RELOADING=1");
+        log.info("Got SIGUSR1, reprocessing config.");
+        self.reread_seq += 1;
+        let seq = self.reread_seq;
+        let ask = Ask {
+            seq,
+            config_path: self.opts.config_path.clone(),
+            default_log: self.opts.default_log.clone(),
+            managed: self.progs.keys().cloned().collect(),
+            pidfile: self.instance.pidfile().to_path_buf(),
+        };
+        self.reread_status_running(seq);
+        let spawned = self
+            .signals
+            .wake
+            .try_clone()
+            .and_then(|wake| spawn(ask, self.reread_tx.clone(), wake));
+        match spawned {
+            Ok(()) => self.reread_busy = Some((seq, Instant::now())),
+            Err(e) => {
+                self.reject(
+                    ReturnCode::UnknownFailure,
+                    &format!("cannot start a reread thread: {e}"),
+                );
+                instance::notify("READY=1");
+            }
+        }
+    }
+
+    /// Applies what a reread thread has prepared, or says why it is not applied.
+    pub(super) fn reread_results(&mut self) {
+        while let Ok((seq, outcome)) = self.reread_rx.try_recv() {
+            if self.reread_busy.map(|(s, _)| s) != Some(seq) {
+                // One left behind as hung: its config is older than the one that followed.
+                self.opts.log.error(&format!(
+                    "The reread #{seq}, left behind as hung, is over; its outcome is ignored."
+                ));
+                if let Outcome::Ready(prep) = outcome {
+                    if prep.pidfile_moved && prep.config.main.pidfile != self.instance.pidfile() {
+                        Instance::discard_pidfile(&prep.config.main.pidfile);
+                    }
+                }
+                continue;
+            }
+            self.reread_busy = None;
+            self.reread_outcome(outcome);
+            instance::notify("READY=1");
+        }
+        if self.reread_busy.is_none() && self.reread_again {
+            self.reread_again = false;
+            self.ask_reread();
+        }
+    }
+
+    pub(super) fn reread_outcome(&mut self, outcome: Outcome) {
+        let log = self.opts.log.clone();
+        let code = outcome.code();
+        match outcome {
+            Outcome::Invalid(msgs) => {
+                for m in &msgs {
+                    log.error(&format!("Error in configuration: {m}"));
+                }
+                log.error("Keeping the running configuration.");
+                self.reread_status(self.reread_seq, false, code, &msgs);
+            }
+            Outcome::Refused(msg) => {
+                log.error(&msg);
+                log.error("Keeping the running configuration.");
+                self.reread_status(self.reread_seq, false, code, &[msg]);
+            }
+            Outcome::CannotApply(msg) => self.reject(code, &msg),
+            Outcome::Ready(prep) => {
+                let Prepared {
+                    config: new,
+                    logs,
+                    matchers,
+                    pidfile_moved,
+                    forced,
+                } = *prep;
+                if let Err(e) = logs.install() {
+                    if pidfile_moved {
+                        Instance::discard_pidfile(&new.main.pidfile);
+                    }
+                    self.reject(ReturnCode::InvalidConfig, &e.message);
+                    return;
+                }
+                if pidfile_moved {
+                    self.instance.pidfile_moved(&new.main.pidfile);
+                }
+                if let Some(f) = &forced {
+                    log.error(f);
+                }
+                for w in &new.warnings {
+                    log.warn(w);
+                }
+                self.mailer.update(&new.main);
+                self.apply(new, matchers);
+                log.info("Successfully loaded new config.");
+                self.trimmed = false;
+                self.reread_status(self.reread_seq, true, ReturnCode::Success, &[]);
+            }
+        }
+    }
+
+    /// A reread that cannot be applied: logged, reported to `usrsvcd reread`, old config kept.
+    pub(super) fn reject(&mut self, code: ReturnCode, msg: &str) {
+        self.opts
+            .log
+            .error(&format!("Cannot apply the new config: {msg}"));
+        self.opts.log.error("Keeping the running configuration.");
+        self.reread_status(self.reread_seq, false, code, &[msg.to_string()]);
+    }
+
+    pub(super) fn reread_status(&self, seq: u64, ok: bool, code: ReturnCode, errors: &[String]) {
+        write_status(&Status {
+            pid: std::process::id(),
+            seq,
+            done: true,
+            code: if ok { 0 } else { code.code() },
+            errors: errors.to_vec(),
+            config: self.opts.config_path.display().to_string(),
+        });
+    }
+
+    pub(super) fn reread_status_running(&self, seq: u64) {
+        write_status(&Status {
+            pid: std::process::id(),
+            seq,
+            done: false,
+            code: 0,
+            errors: Vec::new(),
+            config: self.opts.config_path.display().to_string(),
+        });
+    }
+
+    /// Puts a validated config in force: bounded work (comparisons, the matchers the reread
+    /// thread built), then a look at the programs that are new or changed while down.
+    pub(super) fn apply(
+        &mut self,
+        new: Config,
+        mut matchers: HashMap<String, Result<Matcher, String>>,
+    ) {
+        let log = self.opts.log.clone();
+        let removed: Vec<String> = self
+            .progs
+            .keys()
+            .filter(|n| new.program(n).is_none())
+            .cloned()
+            .collect();
+        for name in removed {
+            log.for_program(&name).info(&format!(
+                "{name} is no longer in the config: no longer managed, left as it is."
+            ));
+            self.progs.remove(&name);
+            // Its health checks too: nothing would ever stop them otherwise.
+            if let Some(h) = self.health.as_mut() {
+                h.unwatch(&name);
+            }
+        }
+        let mut fresh = Vec::new();
+        for cfg in &new.programs {
+            match self.progs.get_mut(&cfg.name) {
+                Some(p) if p.cfg != *cfg => {
+                    log.for_program(&cfg.name)
+                        .info(&format!("{} has new settings.", cfg.name));
+                    let matcher = take_matcher(&mut matchers, cfg);
+                    p.cfg = cfg.clone();
+                    p.matcher = matcher.ok();
+                    // New monitor settings apply to the running process from now on.
+                    if let Phase::Running(run) = &mut p.phase {
+                        run.monitor_at = first_check(&p.cfg, run.started, self.epoch);
+                    }
+                    if !matches!(p.phase, Phase::Running(_) | Phase::Working { .. }) {
+                        fresh.push(cfg.name.clone());
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    log.for_program(&cfg.name)
+                        .info(&format!("{} is new in the config.", cfg.name));
+                    let matcher = take_matcher(&mut matchers, cfg);
+                    self.progs.insert(
+                        cfg.name.clone(),
+                        Prog::with_matcher(cfg.clone(), matcher, &log),
+                    );
+                    fresh.push(cfg.name.clone());
+                }
+            }
+        }
+        if self.alerts.is_none() && new.programs.iter().any(|p| p.email_alerts.is_some()) {
+            self.alerts = Some(Alerts::new());
+        }
+        self.config = new;
+        self.groups_dirty = true;
+        // Schedules and health checks may have changed: plan again, watch again.
+        let running: Vec<(String, ProcInfo)> = self
+            .progs
+            .iter()
+            .filter_map(|(n, p)| match &p.phase {
+                Phase::Running(r) => Some((n.clone(), r.info.clone())),
+                _ => None,
+            })
+            .collect();
+        for (name, info) in running {
+            let Some(p) = self.progs.get_mut(&name) else {
+                continue;
+            };
+            let plan =
+                planned::program_plan(&p.cfg, info.start_time(), chrono::Local::now(), &self.host)
+                    .map(|pl| (timer_for(&pl), Box::new(pl)));
+            if let Phase::Running(r) = &mut p.phase {
+                r.plan = plan;
+            }
+            self.health_watch(&name);
+        }
+        // Looked at by the timers, a few per wake-up (see `timers`).
+        let now = Instant::now();
+        for name in fresh {
+            if let Some(p) = self.progs.get_mut(&name) {
+                if !matches!(p.phase, Phase::Running(_) | Phase::Working { .. }) {
+                    p.phase = Phase::Unknown;
+                    p.recheck_at = Some(now);
+                }
+            }
+        }
+    }
+}
+
+/// The matcher the reread thread built for `cfg`, or one built now if it has none.
+pub(super) fn take_matcher(
+    matchers: &mut HashMap<String, Result<Matcher, String>>,
+    cfg: &ProgramConfig,
+) -> Result<Matcher, String> {
+    matchers.remove(&cfg.name).unwrap_or_else(|| {
+        Matcher::new(&cfg.command, cfg.useshell, cfg.proctitle_re.as_deref())
+            .map_err(|e| e.to_string())
     })
 }
 
