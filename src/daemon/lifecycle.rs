@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
 
 use super::planned::{self, Planned};
-use super::policy::{decide, Down, LeaveReason, Verdict};
-use super::program::{Phase, Run};
+use super::policy::{LeaveReason, Verdict};
+use super::program::{step, Event, Facts, Next, Phase, Run, Settings};
 use super::supervise::{align, Daemon, BUSY_RECHECK, DOWN_RECHECK, PLAN_LOOK};
 use super::workers::Descendants;
 use crate::alert::AlertKind;
@@ -149,70 +149,74 @@ impl Daemon {
 
     /// The program is not running: decide what to do about it.
     pub(super) fn down(&mut self, name: &str) {
-        // A group restart is between its steps (a `stop` step, a `wait`): not ours to act.
-        if group::member_busy(&self.config, name) {
-            if let Some(p) = self.progs.get_mut(name) {
-                if !matches!(p.phase, Phase::Unknown) {
-                    self.opts.log.for_program(name).info(&format!(
+        let facts = self.facts(name, false);
+        self.decide(name, Event::NotFound, facts);
+    }
+
+    /// What the loop sees around an event of `name` (the lock only when `lock` is asked: a
+    /// look at a program that is down has just tried it).
+    pub(super) fn facts(&self, name: &str, lock: bool) -> Facts {
+        Facts {
+            lock_held: lock && matches!(ProgramLock::try_acquire(name), Ok(None)),
+            group_busy: group::member_busy(&self.config, name),
+            operator_stopped: hold::is_stopped(name),
+        }
+    }
+
+    /// Runs `program::step` for `event` and carries out what it says.
+    pub(super) fn decide(&mut self, name: &str, event: Event, facts: Facts) {
+        let Some(p) = self.progs.get_mut(name) else {
+            return;
+        };
+        let mut counters = p.counters();
+        let next = step(
+            &mut counters,
+            Settings::of(&p.cfg),
+            &p.policy(),
+            event,
+            facts,
+        );
+        p.set_counters(counters);
+        let log = self.opts.log.for_program(name);
+        match next {
+            Next::LookAgain(after) => {
+                if facts.group_busy
+                    && event == Event::NotFound
+                    && !matches!(p.phase, Phase::Unknown)
+                {
+                    log.info(&format!(
                         "{name} is not running; a restart of its group is under way, so it is left to that."
                     ));
                 }
                 p.phase = Phase::Unknown;
-                p.recheck_at = Some(Instant::now() + BUSY_RECHECK * 5);
+                p.recheck_at = Some(Instant::now() + after);
             }
-            return;
-        }
-        let Some(p) = self.progs.get_mut(name) else {
-            return;
-        };
-        let verdict = decide(Down {
-            enabled: p.cfg.enabled,
-            autostart: p.cfg.autostart,
-            autorestart: p.cfg.autorestart,
-            operator_stopped: hold::is_stopped(name),
-            failed: p.failed,
-            was_up: p.was_up,
-            autostart_tried: p.autostart_tried,
-        });
-        match verdict {
-            Verdict::Leave(reason) => {
+            Next::Look => self.observe(name),
+            Next::Leave(reason) => {
                 if !matches!(p.phase, Phase::Down(r) if r == reason) {
-                    let log = &self.opts.log;
                     match reason {
-                        LeaveReason::OperatorStopped => log.for_program(name).info(&format!(
+                        LeaveReason::OperatorStopped => log.info(&format!(
                             "{name} is not running: stopped by the operator; not starting it until \"usrsvc start {name}\"."
                         )),
-                        _ => log.for_program(name).debug(&format!("({name}) - not running; left down: {reason:?}")),
+                        _ => log.debug(&format!("({name}) - not running; left down: {reason:?}")),
                     }
                 }
                 p.phase = Phase::Down(reason);
                 p.recheck_at = Some(Instant::now() + DOWN_RECHECK);
             }
-            Verdict::Autostart | Verdict::Restart => {
-                let policy = p.policy();
-                if verdict == Verdict::Restart && policy.exhausted(p.failures) {
-                    self.give_up(name);
-                    return;
-                }
-                let delay = if verdict == Verdict::Autostart {
-                    Duration::ZERO
-                } else {
-                    policy.delay(p.failures)
+            Next::GiveUp => self.give_up(name),
+            Next::Start(verdict) => self.start_due(name, verdict),
+            Next::Wait { delay, verdict } => {
+                log.info(&format!(
+                    "{name} is not running; restarting it in {:.1} s (back-off after {} consecutive failure{}).",
+                    delay.as_secs_f64(),
+                    p.failures,
+                    if p.failures == 1 { "" } else { "s" }
+                ));
+                p.phase = Phase::Waiting {
+                    until: Instant::now() + delay,
+                    verdict,
                 };
-                if delay.is_zero() {
-                    self.start_due(name, verdict);
-                } else {
-                    self.opts.log.for_program(name).info(&format!(
-                        "{name} is not running; restarting it in {:.1} s (back-off after {} consecutive failure{}).",
-                        delay.as_secs_f64(),
-                        p.failures,
-                        if p.failures == 1 { "" } else { "s" }
-                    ));
-                    p.phase = Phase::Waiting {
-                        until: Instant::now() + delay,
-                        verdict,
-                    };
-                }
             }
         }
     }
@@ -222,7 +226,6 @@ impl Daemon {
             return;
         };
         let max = p.cfg.maxrestarts;
-        p.failed = true;
         p.phase = Phase::Down(LeaveReason::Failed);
         p.recheck_at = Some(Instant::now() + DOWN_RECHECK);
         self.opts.log.for_program(name).error(&format!(
@@ -243,7 +246,6 @@ impl Daemon {
         };
         let attempt = p.failures + 1;
         let (line, kind, why) = if verdict == Verdict::Autostart {
-            p.autostart_tried = true;
             (
                 format!("{name} was not running and autostart=True. Trying to start [Attempt {attempt}]."),
                 AlertKind::Starting,
@@ -297,12 +299,7 @@ impl Daemon {
         };
         p.phase = Phase::Unknown;
         let planned = matches!(p.trigger, Trigger::Schedule);
-        if code == 0 && planned {
-            // A planned restart that came up is a success of the restart policy.
-            p.failures = 0;
-        }
         if code != 0 {
-            p.failures = p.failures.saturating_add(1);
             p.cause = format!(
                 "failed to start ({})",
                 crate::exit::ReturnCode::describe_code(code)
@@ -313,7 +310,7 @@ impl Daemon {
                 crate::exit::ReturnCode::describe_code(code)
             ));
         }
-        self.observe(name);
+        self.decide(name, Event::WorkerDone { code, planned }, Facts::default());
     }
 
     /// The watched process of `name` exited.
@@ -356,60 +353,50 @@ impl Daemon {
         // A `usrsvc stop|restart` holds the lock while it works: not a crash. Nor is the
         // exit of a member a group restart has stopped (between its steps the group's lock
         // is held, not the program's).
-        if let Ok(None) = ProgramLock::try_acquire(name) {
-            log.for_program(name).info(&format!(
-                "{name} (pid {}) exited {how} while a usrsvc command works on it.",
-                run.info.pid
+        let facts = self.facts(name, true);
+        let pid = run.info.pid;
+        let log = log.for_program(name);
+        if facts.lock_held {
+            log.info(&format!(
+                "{name} (pid {pid}) exited {how} while a usrsvc command works on it."
             ));
-            p.recheck_at = Some(Instant::now() + BUSY_RECHECK);
-            return;
-        }
-        if group::member_busy(&self.config, name) {
-            log.for_program(name).info(&format!(
-                "{name} (pid {}) exited {how} while a restart of its group is under way.",
-                run.info.pid
+        } else if facts.group_busy {
+            log.info(&format!(
+                "{name} (pid {pid}) exited {how} while a restart of its group is under way."
             ));
-            p.recheck_at = Some(Instant::now() + BUSY_RECHECK);
-            return;
-        }
-        if hold::is_stopped(name) {
-            log.for_program(name).info(&format!(
-                "{name} (pid {}) exited {how}; it was stopped by the operator and stays down.",
-                run.info.pid
+        } else if facts.operator_stopped {
+            log.info(&format!(
+                "{name} (pid {pid}) exited {how}; it was stopped by the operator and stays down."
             ));
-            self.down(name);
-            return;
-        }
-        // Our descendant, which may have handed over to a copy it started (a binary upgrade):
-        // that is no crash, and nothing is restarted.
-        if status.is_some() {
-            if let Ok(Some(lock)) = ProgramLock::try_acquire(name) {
-                if let Descendants::Copy(info) = self.handed_over_to(name) {
-                    if let Some(p) = self.progs.get_mut(name) {
-                        p.own_exit = None;
+        } else {
+            // Our descendant, which may have handed over to a copy it started (a binary
+            // upgrade): that is no crash, and nothing is restarted.
+            if status.is_some() {
+                if let Ok(Some(lock)) = ProgramLock::try_acquire(name) {
+                    if let Descendants::Copy(info) = self.handed_over_to(name) {
+                        if let Some(p) = self.progs.get_mut(name) {
+                            p.own_exit = None;
+                        }
+                        log.info(&format!(
+                            "{name} (pid {pid}) exited {how} after starting a copy of itself."
+                        ));
+                        self.adopt_hand_over(name, pid, info, lock);
+                        return;
                     }
-                    log.for_program(name).info(&format!(
-                        "{name} (pid {}) exited {how} after starting a copy of itself.",
-                        run.info.pid
-                    ));
-                    self.adopt_hand_over(name, run.info.pid, info, lock);
-                    return;
                 }
             }
+            let Some(p) = self.progs.get_mut(name) else {
+                return;
+            };
+            p.cause = format!(
+                "crashed: pid {pid} exited {how} after running {:.1} s",
+                uptime.as_secs_f64()
+            );
+            log.error(&format!("{name} {}.", p.cause));
         }
-        let Some(p) = self.progs.get_mut(name) else {
-            return;
-        };
-        p.failures = p.policy().after_run(p.failures, Some(uptime));
-        p.cause = format!(
-            "crashed: pid {} exited {how} after running {:.1} s",
-            run.info.pid,
-            uptime.as_secs_f64()
-        );
-        log.for_program(name).error(&format!("{name} {}.", p.cause));
         // No look for another process here: nobody held the lock, so nobody started one, and
         // the worker looks anyway before it launches (a scan saved on the crash path).
-        self.down(name);
+        self.decide(name, Event::Exited { uptime }, facts);
     }
 
     pub(super) fn is_watched(&self, pid: i32) -> bool {

@@ -3,11 +3,11 @@
 //! pending restart, health verdicts).
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::log::Log;
 use super::planned::Planned;
-use super::policy::{LeaveReason, Policy, Verdict};
+use super::policy::{decide, Down, LeaveReason, Policy, Verdict};
 use crate::alert::AlertKind;
 use crate::config::ProgramConfig;
 use crate::control::signal::Pidfd;
@@ -135,4 +135,168 @@ impl Prog {
     pub(super) fn policy(&self) -> Policy {
         Policy::of(&self.cfg)
     }
+
+    pub(super) fn counters(&self) -> Counters {
+        Counters {
+            failures: self.failures,
+            failed: self.failed,
+            was_up: self.was_up,
+            autostart_tried: self.autostart_tried,
+        }
+    }
+
+    pub(super) fn set_counters(&mut self, c: Counters) {
+        self.failures = c.failures;
+        self.failed = c.failed;
+        self.was_up = c.was_up;
+        self.autostart_tried = c.autostart_tried;
+    }
 }
+
+/// What happened to a program, as the loop saw it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Event {
+    /// It was looked for (pidfile, scan) and is not running.
+    NotFound,
+    /// Its watched process exited after running this long (a hand-over to a copy it started
+    /// has been ruled out by the loop).
+    Exited { uptime: Duration },
+    /// The worker's start or restart ended with this exit code (0: it runs); `planned` when it
+    /// was a planned restart.
+    WorkerDone { code: i32, planned: bool },
+}
+
+/// What the loop observed around an event (the lock and marks are files; the step reads none).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(super) struct Facts {
+    /// A `usrsvc` command holds the program's lock.
+    pub(super) lock_held: bool,
+    /// A restart of one of its groups is between its steps.
+    pub(super) group_busy: bool,
+    /// `usrsvc stop` marked it stopped by the operator.
+    pub(super) operator_stopped: bool,
+}
+
+/// What a step reads and updates of a program, besides its phase.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(super) struct Counters {
+    pub(super) failures: u32,
+    pub(super) failed: bool,
+    pub(super) was_up: bool,
+    pub(super) autostart_tried: bool,
+}
+
+/// The settings a step reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Settings {
+    pub(super) enabled: bool,
+    pub(super) autostart: bool,
+    pub(super) autorestart: bool,
+}
+
+impl Settings {
+    pub(super) fn of(cfg: &ProgramConfig) -> Settings {
+        Settings {
+            enabled: cfg.enabled,
+            autostart: cfg.autostart,
+            autorestart: cfg.autorestart,
+        }
+    }
+}
+
+/// What the loop does next about the program.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Next {
+    /// Someone else is at work on it (a `usrsvc` command, its group's restart): nothing is
+    /// decided; look again after this long.
+    LookAgain(Duration),
+    /// Look for its process now (a worker is done).
+    Look,
+    /// Leave it down (looked at again by pidfile now and then).
+    Leave(LeaveReason),
+    /// `maxrestarts` is reached: down until it is seen running again.
+    GiveUp,
+    /// Start it now.
+    Start(Verdict),
+    /// Start it after this back-off.
+    Wait { delay: Duration, verdict: Verdict },
+}
+
+/// How long a program held by its group's restart waits before it is looked at again.
+pub(super) const GROUP_BUSY_RECHECK: Duration = Duration::from_secs(1);
+/// How long a program whose lock a `usrsvc` command holds waits before it is looked at again.
+pub(super) const LOCK_BUSY_RECHECK: Duration = Duration::from_millis(200);
+
+/// A program's transition: a pure function of its counters, settings, the event and the
+/// facts around it. Updates `c` (failures counted, the autostart tried, given up) and says
+/// what comes next; the loop carries that out (logs, workers, timers, mail).
+pub(super) fn step(
+    c: &mut Counters,
+    cfg: Settings,
+    policy: &Policy,
+    event: Event,
+    facts: Facts,
+) -> Next {
+    match event {
+        Event::WorkerDone { code, planned } => {
+            if code == 0 && planned {
+                // A planned restart that came up is a success of the restart policy.
+                c.failures = 0;
+            } else if code != 0 {
+                c.failures = c.failures.saturating_add(1);
+            }
+            Next::Look
+        }
+        Event::Exited { uptime } => {
+            // A `usrsvc stop|restart` holds the lock while it works: not a crash. Nor is the
+            // exit of a member its group's restart has stopped.
+            if facts.lock_held {
+                return Next::LookAgain(LOCK_BUSY_RECHECK);
+            }
+            if facts.group_busy {
+                return Next::LookAgain(LOCK_BUSY_RECHECK);
+            }
+            if !facts.operator_stopped {
+                c.failures = policy.after_run(c.failures, Some(uptime));
+            }
+            down(c, cfg, policy, facts)
+        }
+        Event::NotFound => down(c, cfg, policy, facts),
+    }
+}
+
+/// The program is not running: what to do about it.
+fn down(c: &mut Counters, cfg: Settings, policy: &Policy, facts: Facts) -> Next {
+    // A group restart is between its steps (a `stop` step, a `wait`): not ours to act.
+    if facts.group_busy {
+        return Next::LookAgain(GROUP_BUSY_RECHECK);
+    }
+    let verdict = decide(Down {
+        enabled: cfg.enabled,
+        autostart: cfg.autostart,
+        autorestart: cfg.autorestart,
+        operator_stopped: facts.operator_stopped,
+        failed: c.failed,
+        was_up: c.was_up,
+        autostart_tried: c.autostart_tried,
+    });
+    match verdict {
+        Verdict::Leave(reason) => Next::Leave(reason),
+        Verdict::Restart if policy.exhausted(c.failures) => {
+            c.failed = true;
+            Next::GiveUp
+        }
+        Verdict::Autostart => {
+            c.autostart_tried = true;
+            Next::Start(verdict)
+        }
+        Verdict::Restart => match policy.delay(c.failures) {
+            d if d.is_zero() => Next::Start(verdict),
+            delay => Next::Wait { delay, verdict },
+        },
+    }
+}
+
+#[cfg(test)]
+#[path = "program_tests.rs"]
+mod tests;
