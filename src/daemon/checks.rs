@@ -259,6 +259,16 @@ impl Daemon {
                     if p.health.get(&check) != Some(&seen) {
                         self.health_gen += 1;
                     }
+                    self.shared.emit(super::state::Event::Health {
+                        at: super::snapshot::rfc3339(seen.at),
+                        program: program.clone(),
+                        check: check.clone(),
+                        status: serde_json::to_value(seen.status)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default(),
+                        detail: seen.detail.clone(),
+                    });
                     p.health.insert(check, seen);
                 }
                 health::Event::Repaired {

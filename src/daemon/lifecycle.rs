@@ -13,6 +13,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use super::planned::{self, Planned};
 use super::policy::{LeaveReason, Verdict};
 use super::program::{step, Event, Facts, Next, Phase, Run, Settings};
+use super::state::LastExit;
 use super::supervise::{align, Daemon, BUSY_RECHECK, DOWN_RECHECK, PLAN_LOOK};
 use super::workers::Descendants;
 use crate::alert::AlertKind;
@@ -356,6 +357,31 @@ impl Daemon {
         let facts = self.facts(name, true);
         let pid = run.info.pid;
         let log = log.for_program(name);
+        let (code, signal) = match status {
+            Some(WaitStatus::Exited(_, c)) => (Some(c), None),
+            Some(WaitStatus::Signaled(_, sig, _)) => (None, Some(sig as i32)),
+            _ => (None, None),
+        };
+        let why = if facts.lock_held {
+            "a usrsvc command was at work on it"
+        } else if facts.group_busy {
+            "a restart of its group was under way"
+        } else if facts.operator_stopped {
+            "stopped by the operator"
+        } else {
+            "crashed"
+        };
+        let last_exit = Some(LastExit {
+            pid,
+            at: super::snapshot::rfc3339(chrono::Local::now()),
+            how: how.clone(),
+            code,
+            signal,
+            why: why.to_string(),
+        });
+        if let Some(p) = self.progs.get_mut(name) {
+            p.last_exit = last_exit;
+        }
         if facts.lock_held {
             log.info(&format!(
                 "{name} (pid {pid}) exited {how} while a usrsvc command works on it."
@@ -376,6 +402,10 @@ impl Daemon {
                     if let Descendants::Copy(info) = self.handed_over_to(name) {
                         if let Some(p) = self.progs.get_mut(name) {
                             p.own_exit = None;
+                            if let Some(e) = p.last_exit.as_mut() {
+                                e.why =
+                                    format!("handed over to a copy it started (pid {})", info.pid);
+                            }
                         }
                         log.info(&format!(
                             "{name} (pid {pid}) exited {how} after starting a copy of itself."

@@ -16,6 +16,7 @@
 
 mod checks;
 mod groups;
+pub mod handle;
 pub mod instance;
 mod lifecycle;
 pub mod log;

@@ -73,6 +73,8 @@ pub(super) struct Prog {
     pub(super) switch_logged: bool,
     /// The pid of its last watched process, once that exited: what a crash restart replaces.
     pub(super) last_pid: Option<i32>,
+    /// How its last watched process ended, and what the daemon made of it.
+    pub(super) last_exit: Option<super::state::LastExit>,
 }
 
 /// A monitor or health restart waiting out its back-off. Its failure is counted and its mail
@@ -129,6 +131,7 @@ impl Prog {
             held: None,
             switch_logged: false,
             last_pid: None,
+            last_exit: None,
         }
     }
 

@@ -47,6 +47,8 @@ pub struct Ask {
     pub managed: Vec<String>,
     /// The pidfile the daemon holds now.
     pub pidfile: PathBuf,
+    /// The drop rule is overridden (an API `reread` with `force`).
+    pub force: bool,
 }
 
 /// A new config, checked and ready to be applied.
@@ -116,7 +118,8 @@ pub fn spawn(
 
 fn prepare(ask: &Ask) -> Outcome {
     test_gate();
-    let force = take_force();
+    // Taken in any case: a `--force` file is for one reread.
+    let force = take_force() | ask.force;
     let config = match crate::config::load(&ask.config_path, &crate::cli::home_dir()) {
         Ok(c) => c,
         Err(errors) => return Outcome::Invalid(errors.iter().map(|e| e.to_string()).collect()),
@@ -298,6 +301,7 @@ impl Daemon {
             default_log: self.opts.default_log.clone(),
             managed: self.progs.keys().cloned().collect(),
             pidfile: self.instance.pidfile().to_path_buf(),
+            force: std::mem::take(&mut self.reread_force_next),
         };
         self.reread_status_running(seq);
         let spawned = self
@@ -401,7 +405,33 @@ impl Daemon {
         self.reread_status(self.reread_seq, false, code, &[msg.to_string()]);
     }
 
-    pub(super) fn reread_status(&self, seq: u64, ok: bool, code: ReturnCode, errors: &[String]) {
+    pub(super) fn reread_status(
+        &mut self,
+        seq: u64,
+        ok: bool,
+        code: ReturnCode,
+        errors: &[String],
+    ) {
+        if seq > 0 {
+            self.shared.emit(crate::daemon::state::Event::Reread {
+                at: super::snapshot::rfc3339(chrono::Local::now()),
+                ok,
+                errors: errors.to_vec(),
+            });
+        }
+        // The API's callers waiting for this reread (or for one that began before it).
+        let answer = if ok {
+            Ok(())
+        } else {
+            Err((i32::from(code.code()), errors.to_vec()))
+        };
+        self.reread_waiters.retain(|(from, reply)| {
+            if *from > seq {
+                return true;
+            }
+            let _ = reply.send(answer.clone());
+            false
+        });
         write_status(&Status {
             pid: std::process::id(),
             seq,
@@ -480,6 +510,7 @@ impl Daemon {
         if self.alerts.is_none() && new.programs.iter().any(|p| p.email_alerts.is_some()) {
             self.alerts = Some(Alerts::new());
         }
+        self.shared.set_config(new.clone());
         self.config = new;
         self.groups_dirty = true;
         // Schedules and health checks may have changed: plan again, watch again.

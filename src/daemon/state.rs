@@ -164,6 +164,7 @@ impl Event {
 pub struct Shared {
     current: Arc<Mutex<Arc<Snapshot>>>,
     subscribers: Arc<Mutex<Vec<SyncSender<Arc<Event>>>>>,
+    config: Arc<Mutex<Option<Arc<crate::config::Config>>>>,
 }
 
 impl Shared {
@@ -212,6 +213,23 @@ impl Shared {
             Err(poisoned) => poisoned.into_inner().push(tx),
         }
         rx
+    }
+
+    /// The config in force (`None` before the daemon has set it).
+    pub fn config(&self) -> Option<Arc<crate::config::Config>> {
+        match self.config.lock() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts `config` in force for every reader.
+    pub fn set_config(&self, config: crate::config::Config) {
+        let config = Some(Arc::new(config));
+        match self.config.lock() {
+            Ok(mut g) => *g = config,
+            Err(poisoned) => *poisoned.into_inner() = config,
+        }
     }
 
     /// How many subscribers are connected (for tests and status).

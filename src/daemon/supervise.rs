@@ -104,10 +104,20 @@ pub struct Daemon {
     /// meanwhile.
     pub(super) reread_busy: Option<(u64, Instant)>,
     pub(super) reread_again: bool,
-    /// The state last written for `usrsvcd status`.
-    pub(super) published: String,
-    /// What `published` was made from, to skip rebuilding it when nothing changed.
-    pub(super) published_signature: Vec<(u8, i32, u32, u64, bool)>,
+    /// A hash of what the last published state was made from, to skip rebuilding it when
+    /// nothing changed.
+    pub(super) published_signature: u64,
+    /// Each program's state and pid in the last published state, for the phase events.
+    pub(super) last_states: HashMap<String, (String, Option<i32>)>,
+    /// The state readers see (the API, `usrsvcd status`), and its event stream.
+    pub(super) shared: super::state::Shared,
+    /// Rereads asked for through the API, and who waits for each (the first reread that
+    /// begins at or after the seq answers).
+    pub(super) reread_asks: mpsc::Receiver<super::handle::RereadAsk>,
+    pub(super) reread_asks_tx: mpsc::Sender<super::handle::RereadAsk>,
+    pub(super) reread_waiters: Vec<(u64, mpsc::Sender<super::handle::RereadAnswer>)>,
+    /// The next reread overrides the drop rule (an API `reread` with `force`).
+    pub(super) reread_force_next: bool,
     /// Start-up pages were given back (`instance::trim_startup_pages`).
     pub(super) trimmed: bool,
     /// The health-check thread, started when a running program has checks.
@@ -135,6 +145,9 @@ impl Daemon {
         );
         let wants_alerts = config.programs.iter().any(|p| p.email_alerts.is_some());
         let (reread_tx, reread_rx) = mpsc::channel();
+        let (reread_asks_tx, reread_asks) = mpsc::channel();
+        let shared = super::state::Shared::new();
+        shared.set_config(config.clone());
         let mut progs = BTreeMap::new();
         for p in &config.programs {
             progs.insert(p.name.clone(), Prog::new(p.clone(), &opts.log));
@@ -157,8 +170,13 @@ impl Daemon {
             reread_rx,
             reread_busy: None,
             reread_again: false,
-            published: String::new(),
-            published_signature: Vec::new(),
+            published_signature: 0,
+            last_states: HashMap::new(),
+            shared,
+            reread_asks,
+            reread_asks_tx,
+            reread_waiters: Vec::new(),
+            reread_force_next: false,
             trimmed: false,
             health: None,
             health_gen: 0,
@@ -190,6 +208,7 @@ impl Daemon {
             if self.signals.reread.swap(false, Ordering::SeqCst) {
                 self.ask_reread();
             }
+            self.api_rereads();
             self.reread_results();
             if self.signals.child.swap(false, Ordering::SeqCst) {
                 self.reap();

@@ -132,6 +132,12 @@ impl Daemon {
             action.word()
         ));
         self.workers.insert(child.id(), name.to_string());
+        self.shared.emit(super::state::Event::Restart {
+            at: super::snapshot::rfc3339(chrono::Local::now()),
+            program: name.to_string(),
+            trigger: trigger.to_string(),
+            why: why.to_string(),
+        });
         self.trimmed = false;
         if let Some(p) = self.progs.get_mut(name) {
             p.phase = Phase::Working {
