@@ -14,6 +14,7 @@
 //! lines. Starting and signalling programs stays in `control`: the daemon runs each start or
 //! restart in a worker process (`usrsvcd --worker`).
 
+mod audit_tail;
 mod checks;
 mod groups;
 pub mod handle;

@@ -199,6 +199,10 @@ impl Daemon {
         }
         ready();
         self.reread_status(0, true, ReturnCode::Success, &[]);
+        if let Err(e) = super::audit_tail::spawn(self.shared.clone()) {
+            self.log()
+                .error(&format!("Cannot follow the audit trail for events: {e}"));
+        }
         loop {
             if self.signals.term.swap(false, Ordering::SeqCst) {
                 self.log()
