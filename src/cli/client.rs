@@ -182,6 +182,7 @@ fn run(argv: Vec<String>) -> ReturnCode {
         step: args.nested && args.step,
         expect: None,
         replaces: None,
+        caller: None,
     };
     let nested = Nested {
         config: &config,
