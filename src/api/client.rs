@@ -240,8 +240,7 @@ impl Client {
             if let Some(e) = ApiError::of(&line) {
                 return Ok(Err(e));
             }
-            if line["done"].as_bool() != Some(true) || (id.is_some() && line["id"].as_u64() != id)
-            {
+            if line["done"].as_bool() != Some(true) || (id.is_some() && line["id"].as_u64() != id) {
                 continue;
             }
             return Ok(Ok(Done {

@@ -337,7 +337,17 @@ mod tests {
 
     #[test]
     fn unknown_triggers_are_errors_that_list_the_forms() {
-        for bad in ["", "CLI", "cron", "delegated:x", "Delegated", "crash:x", "monitor", "tick:x", " cli"] {
+        for bad in [
+            "",
+            "CLI",
+            "cron",
+            "delegated:x",
+            "Delegated",
+            "crash:x",
+            "monitor",
+            "tick:x",
+            " cli",
+        ] {
             let err = bad.parse::<Trigger>().expect_err(bad);
             assert!(err.to_string().contains("monitor:NAME"), "{err}");
         }
@@ -375,7 +385,9 @@ mod tests {
         let r = sample().with_caller(Some(&("alice".to_owned(), 1001)));
         let line = r.to_line();
         let uid = line.find("\"uid\":").expect("uid");
-        let caller = line.find("\"caller\":\"alice\",\"caller_uid\":1001,").expect(&line);
+        let caller = line
+            .find("\"caller\":\"alice\",\"caller_uid\":1001,")
+            .expect(&line);
         let program = line.find("\"program\":").expect("program");
         assert!(uid < caller && caller < program, "{line}");
         let back: Record = serde_json::from_str(&line).expect("parses back");

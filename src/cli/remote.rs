@@ -194,12 +194,27 @@ pub fn event_line(e: &Value) -> String {
     let kind = s("kind");
     let (at, program, details) = match kind.as_str() {
         "phase" => {
-            let pid = e["pid"].as_i64().map(|p| format!(" pid {p}")).unwrap_or_default();
+            let pid = e["pid"]
+                .as_i64()
+                .map(|p| format!(" pid {p}"))
+                .unwrap_or_default();
             let detail = s("detail");
-            let detail = if detail.is_empty() { detail } else { format!(" ({detail})") };
-            (s("at"), s("program"), format!("{} -> {}{pid}{detail}", s("from"), s("to")))
+            let detail = if detail.is_empty() {
+                detail
+            } else {
+                format!(" ({detail})")
+            };
+            (
+                s("at"),
+                s("program"),
+                format!("{} -> {}{pid}{detail}", s("from"), s("to")),
+            )
         }
-        "restart" => (s("at"), s("program"), format!("{}: {}", s("trigger"), s("why"))),
+        "restart" => (
+            s("at"),
+            s("program"),
+            format!("{}: {}", s("trigger"), s("why")),
+        ),
         "health" => (
             s("at"),
             s("program"),
@@ -211,7 +226,10 @@ pub fn event_line(e: &Value) -> String {
                 .as_str()
                 .map(|c| format!(" by {c} (uid {})", r["caller_uid"]))
                 .unwrap_or_default();
-            let reason = r["reason"].as_str().map(|x| format!(": {x}")).unwrap_or_default();
+            let reason = r["reason"]
+                .as_str()
+                .map(|x| format!(": {x}"))
+                .unwrap_or_default();
             (
                 r["time"].as_str().unwrap_or("").to_owned(),
                 r["program"].as_str().unwrap_or("").to_owned(),
@@ -226,7 +244,13 @@ pub fn event_line(e: &Value) -> String {
         "op_done" => (
             chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
             s("target"),
-            format!("op {} #{}: {} (exit {})", s("op"), e["id"], s("result"), e["code"]),
+            format!(
+                "op {} #{}: {} (exit {})",
+                s("op"),
+                e["id"],
+                s("result"),
+                e["code"]
+            ),
         ),
         "reread" => {
             let errors: Vec<&str> = e["errors"]
@@ -244,8 +268,16 @@ pub fn event_line(e: &Value) -> String {
         }
         _ => (String::new(), "-".to_owned(), e.to_string()),
     };
-    let kind = if kind.is_empty() { "?".to_owned() } else { kind };
-    let program = if program.is_empty() { "-".to_owned() } else { program };
+    let kind = if kind.is_empty() {
+        "?".to_owned()
+    } else {
+        kind
+    };
+    let program = if program.is_empty() {
+        "-".to_owned()
+    } else {
+        program
+    };
     escaped(&format!("{at} {program} {kind} {details}"))
 }
 
@@ -365,7 +397,10 @@ fn duration(secs: u64) -> String {
 fn status_text(answer: &Value) -> String {
     let mut out = String::new();
     for p in answer["programs"].as_array().into_iter().flatten() {
-        let pid = p["pid"].as_i64().map(|p| format!(" pid {p}")).unwrap_or_default();
+        let pid = p["pid"]
+            .as_i64()
+            .map(|p| format!(" pid {p}"))
+            .unwrap_or_default();
         out.push_str(&escaped(&format!(
             "{}:{pid}",
             p["name"].as_str().unwrap_or("?")
@@ -398,7 +433,10 @@ fn plan_text(answer: &Value) -> String {
 fn list_text(answer: &Value) -> String {
     let mut out = String::new();
     for p in answer["programs"].as_array().into_iter().flatten() {
-        let pid = p["pid"].as_i64().map(|p| format!(" pid {p}")).unwrap_or_default();
+        let pid = p["pid"]
+            .as_i64()
+            .map(|p| format!(" pid {p}"))
+            .unwrap_or_default();
         out.push_str(&escaped(&format!(
             "{} {}{pid}",
             p["name"].as_str().unwrap_or("?"),
@@ -431,7 +469,10 @@ mod tests {
     fn event_lines_are_one_line_with_time_program_kind() {
         let e = json!({"kind":"phase","at":"T","program":"web","from":"running","to":"waiting",
             "pid":null,"detail":"crashed\nbadly"});
-        assert_eq!(event_line(&e), "T web phase running -> waiting (crashed\\nbadly)");
+        assert_eq!(
+            event_line(&e),
+            "T web phase running -> waiting (crashed\\nbadly)"
+        );
         let e = json!({"kind":"audit","record":{"time":"T","program":"web","action":"restart",
             "trigger":"delegated","result":"ok","caller":"alice","caller_uid":1001,"reason":"x"}});
         assert_eq!(

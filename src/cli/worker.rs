@@ -196,7 +196,13 @@ pub fn worker(word: &str, words: &[String], args: &WorkerArgs<'_>, log: Log) -> 
 
 /// A group member's action in a worker of its own (see `control::start::launch`), with the
 /// config the group's worker got.
-fn member_worker(json: &str, log: &Log, action: Action, member: &str, sub: &Request<'_>) -> Outcome {
+fn member_worker(
+    json: &str,
+    log: &Log,
+    action: Action,
+    member: &str,
+    sub: &Request<'_>,
+) -> Outcome {
     let mut cmd = Command::new("/proc/self/exe");
     std::os::unix::process::CommandExt::arg0(&mut cmd, "usrsvcd");
     cmd.arg("--worker")
@@ -258,7 +264,15 @@ mod tests {
         for (word, job) in ok {
             assert_eq!(Job::parse(word), Some(job), "{word}");
         }
-        for bad in ["", "signal:", "repair:", "kill", "status-group", "START", "run:ls"] {
+        for bad in [
+            "",
+            "signal:",
+            "repair:",
+            "kill",
+            "status-group",
+            "START",
+            "run:ls",
+        ] {
             assert_eq!(Job::parse(bad), None, "{bad}");
         }
     }

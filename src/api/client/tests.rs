@@ -82,11 +82,15 @@ fn a_refusal_is_142_with_its_rule() {
         .expect_err("refused");
     assert_eq!(e.return_code(), ReturnCode::NotPermitted);
     assert_eq!(e.return_code().code(), 142);
-    assert!(e.describe().contains("rule no_grant:restart"), "{}", e.describe());
+    assert!(
+        e.describe().contains("rule no_grant:restart"),
+        "{}",
+        e.describe()
+    );
     assert!(e.describe().contains("alice may not restart web"));
     // Without a code the kind decides.
-    let e = ApiError::of(&json!({"ok":false,"error":{"kind":"refused","message":"m"}}))
-        .expect("error");
+    let e =
+        ApiError::of(&json!({"ok":false,"error":{"kind":"refused","message":"m"}})).expect("error");
     assert_eq!(e.return_code(), ReturnCode::NotPermitted);
 }
 
@@ -144,7 +148,9 @@ fn an_oversized_line_is_an_error_not_a_hoard() {
     big.extend_from_slice(b"\"}\n");
     let (_dir, path, _rx) = serve_once(big);
     let mut c = Client::connect(&path, None).expect("connect");
-    let e = c.call(&json!({"v":1,"op":"status"})).expect_err("too large");
+    let e = c
+        .call(&json!({"v":1,"op":"status"}))
+        .expect_err("too large");
     assert!(matches!(e, ClientError::TooLarge { .. }), "{e}");
 }
 
