@@ -408,3 +408,58 @@ fn events_prints_one_line_each_and_ends_143_when_the_daemon_goes() {
     let t2 = Env::new();
     t2.run(&["events"]).expect_code(143);
 }
+
+#[test]
+fn status_adds_the_daemons_view_from_its_socket_and_keeps_the_first_line() {
+    let t = Env::new();
+    t.programs(&[t.program("wa_st", &t.sleep(6), "")]);
+    t.run(&["start", "wa_st"]).expect_code(0);
+    let pid = t.pid_of("wa_st").expect("started");
+    t.track(pid);
+    let bare = t.run(&["status", "wa_st"]);
+    bare.expect_code(0);
+    std::fs::set_permissions(
+        t.path("run"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("chmod");
+    let _rx = fake_daemon(&t.path("run/usrsvcd.sock"), 2, move |req| {
+        assert_eq!(req["op"], "status");
+        vec![json!({"v":1,"ok":true,
+            "daemon":{"pid":1,"kill_switch_on":false,"kill_switch_file":null},
+            "programs":[{"name":"wa_st","state":"running","pid":pid,"uptime_seconds":75,
+                "restarts":3,"failures":0,"detail":"",
+                "last_exit":{"pid":5,"at":"T1","how":"with status 3","why":"crashed"},
+                "next_planned_restart":"T2","planned_restart_held":null,"health":[]}],
+            "groups":[]})]
+    });
+    let rich = t.run(&["status", "wa_st"]);
+    rich.expect_code(0);
+    let first = |r: &common::Run| {
+        r.stdout()
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split("] - ")
+            .nth(1)
+            .map(str::to_owned)
+    };
+    assert_eq!(first(&rich), first(&bare), "{}", rich.stdout());
+    for want in [
+        "  usrsvcd: running, up 1m15s, restarted 3 times\n",
+        "  last exit: pid 5 at T1 with status 3 (crashed)\n",
+        "  next planned restart: T2\n",
+    ] {
+        assert!(
+            rich.stdout().contains(want),
+            "{want:?} in\n{}",
+            rich.stdout()
+        );
+    }
+    assert!(!bare.stdout().contains("usrsvcd:"), "{}", bare.stdout());
+    let json = t.run(&["status", "wa_st", "--json"]);
+    json.expect_code(0);
+    let doc: Value = serde_json::from_str(json.stdout().trim()).expect("json");
+    assert_eq!(doc["daemon"]["restarts"], 3, "{doc}");
+    assert_eq!(doc["pid"], pid);
+}

@@ -215,8 +215,17 @@ impl Client {
 
     /// Sends `request` and reads its answer ([`ANSWER_TIMEOUT`]).
     pub fn call(&mut self, request: &Value) -> Result<Value, ClientError> {
+        self.call_within(request, ANSWER_TIMEOUT)
+    }
+
+    /// Sends `request` and reads its answer within `timeout`.
+    pub fn call_within(
+        &mut self,
+        request: &Value,
+        timeout: Duration,
+    ) -> Result<Value, ClientError> {
         self.send(request)?;
-        match self.read(Some(ANSWER_TIMEOUT))? {
+        match self.read(Some(timeout))? {
             Some(v) => Ok(v),
             None => Err(self.lost("it closed the connection without an answer")),
         }

@@ -294,13 +294,22 @@ fn escaped(s: &str) -> String {
 }
 
 /// The owner's daemon's `status` answer, asked once per command (a `status all` of many
-/// programs makes one connection): `None` when no daemon answers on the socket.
+/// programs makes one connection): `None` when no daemon answers on the socket. Short
+/// deadlines: `status` is what scripts call in loops, and a stuck daemon must not hold it up
+/// for long (its view is extra; the 1.5.13 lines are already printed).
 pub fn owner_status() -> Option<&'static Value> {
     static STATUS: OnceLock<Option<Value>> = OnceLock::new();
     STATUS
         .get_or_init(|| {
-            let mut conn = Client::connect(&client::owner_socket(), None).ok()?;
-            let answer = conn.call(&json!({"v": 1, "op": "status"})).ok()?;
+            let socket = client::owner_socket();
+            let mut conn =
+                Client::connect_within(&socket, None, std::time::Duration::from_secs(1)).ok()?;
+            let answer = conn
+                .call_within(
+                    &json!({"v": 1, "op": "status"}),
+                    std::time::Duration::from_secs(5),
+                )
+                .ok()?;
             (answer["ok"].as_bool() == Some(true)).then_some(answer)
         })
         .as_ref()
