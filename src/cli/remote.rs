@@ -118,17 +118,19 @@ fn change(conn: &mut Client, request: &Value, account: &str, console: &Console) 
         Err(e) => unreachable(&e, Some(account), console),
         Ok(Err(e)) => refused(&e, account, console),
         Ok(Ok(done)) => {
+            // Another account's programs' words: control characters are shown, never sent
+            // to the terminal.
             for line in &done.output {
-                super::out::println(line);
+                super::out::println(&escaped(line));
             }
             if done.code != 0 {
-                console.error(&format!(
+                console.error(&escaped(&format!(
                     "{account}'s usrsvcd: {} {}: {} (exit {})",
                     request["op"].as_str().unwrap_or("?"),
                     request["target"].as_str().unwrap_or("?"),
                     done.result,
                     ReturnCode::describe_code(done.code)
-                ));
+                )));
             }
             ReturnCode::from_code(done.code).unwrap_or(ReturnCode::UnknownFailure)
         }
@@ -136,7 +138,10 @@ fn change(conn: &mut Client, request: &Value, account: &str, console: &Console) 
 }
 
 fn refused(e: &ApiError, account: &str, console: &Console) -> ReturnCode {
-    console.error(&format!("{account}'s usrsvcd answered: {}", e.describe()));
+    console.error(&escaped(&format!(
+        "{account}'s usrsvcd answered: {}",
+        e.describe()
+    )));
     e.return_code()
 }
 
@@ -359,7 +364,8 @@ pub fn program_lines(daemon: &Value, p: &Value) -> String {
         out.push('\n');
     }
     if let Some(t) = s("backoff_until") {
-        out.push_str(&escaped(&format!("  back-off until {t}\n")));
+        out.push_str(&escaped(&format!("  back-off until {t}")));
+        out.push('\n');
     }
     let last = &p["last_exit"];
     if last.is_object() {
@@ -385,9 +391,10 @@ pub fn program_lines(daemon: &Value, p: &Value) -> String {
     }
     if daemon["kill_switch_on"].as_bool() == Some(true) {
         out.push_str(&escaped(&format!(
-            "  kill switch: ON ({} exists)\n",
+            "  kill switch: ON ({} exists)",
             daemon["kill_switch_file"].as_str().unwrap_or("?")
         )));
+        out.push('\n');
     }
     out.push_str(&crate::daemon::supervise::health_lines(p));
     out
