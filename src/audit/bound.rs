@@ -38,11 +38,18 @@ pub(super) fn bounded(record: &Record) -> Record {
     ] {
         cut(text, FIELD_MAX);
     }
+    if let Some(caller) = &mut r.caller {
+        cut(caller, FIELD_MAX);
+    }
     match &mut r.trigger {
         Trigger::Monitor(name) | Trigger::Health(name) | Trigger::Group(name) => {
             cut(name, FIELD_MAX)
         }
-        Trigger::Cli | Trigger::Autostart | Trigger::Crash | Trigger::Schedule => {}
+        Trigger::Cli
+        | Trigger::Delegated
+        | Trigger::Autostart
+        | Trigger::Crash
+        | Trigger::Schedule => {}
     }
     if let Some(reason) = r.reason.take() {
         // What the line takes without any reason text; the rest is the reason's.
@@ -157,6 +164,8 @@ mod tests {
         );
         r.host = nasty.clone();
         r.user = nasty.clone();
+        r.caller = Some(nasty.clone());
+        r.caller_uid = Some(7);
         let line = r.to_line();
         assert!(line.len() <= MAX_RECORD, "{}", line.len());
         let back: Record = serde_json::from_str(&line).expect("json");
@@ -167,11 +176,13 @@ mod tests {
             &back.result,
             &back.host,
             &back.user,
+            back.caller.as_ref().expect("caller"),
         ] {
             assert!(text.ends_with(TRUNCATED_MARK), "{text}");
             assert!(nasty.starts_with(text.trim_end_matches(TRUNCATED_MARK)));
         }
         assert!(back.trigger.to_string().ends_with(TRUNCATED_MARK));
+        assert_eq!(back.caller_uid, Some(7));
         // Without a reason the other texts alone are bounded.
         r.reason = None;
         assert!(r.to_line().len() <= MAX_RECORD);

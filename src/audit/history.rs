@@ -105,7 +105,8 @@ fn next_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Option<
 }
 
 /// One line per record, columns aligned: time, program, action, trigger, result, `old→new`
-/// pids (`-` for none), reason. Control characters in the free-text fields are shown escaped
+/// pids (`-` for none), then who asked when it was a delegated caller (`by alice (uid
+/// 1001)`) and the reason. Control characters in the free-text fields are shown escaped
 /// so that every record stays on one line.
 pub fn format_history(records: &[Record]) -> String {
     let rows: Vec<[String; 7]> = records
@@ -118,7 +119,7 @@ pub fn format_history(records: &[Record]) -> String {
                 shown(&r.trigger.to_string()),
                 shown(&r.result),
                 format!("{}→{}", pid(r.old_pid), pid(r.new_pid)),
-                r.reason.as_deref().map(shown).unwrap_or_default(),
+                last_cell(r),
             ]
         })
         .collect();
@@ -144,6 +145,22 @@ pub fn format_history(records: &[Record]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// `by USER (uid N)` of a delegated caller, then the reason.
+fn last_cell(r: &Record) -> String {
+    let by = match (&r.caller, r.caller_uid) {
+        (Some(c), Some(uid)) => Some(format!("by {} (uid {uid})", shown(c))),
+        (Some(c), None) => Some(format!("by {}", shown(c))),
+        (None, Some(uid)) => Some(format!("by uid {uid}")),
+        (None, None) => None,
+    };
+    let reason = r.reason.as_deref().map(shown);
+    match (by, reason) {
+        (Some(b), Some(r)) => format!("{b}: {r}"),
+        (Some(b), None) => b,
+        (None, r) => r.unwrap_or_default(),
+    }
 }
 
 fn pid(p: Option<i32>) -> String {
@@ -177,6 +194,8 @@ mod tests {
             host: "box".into(),
             user: "alice".into(),
             uid: 1000,
+            caller: None,
+            caller_uid: None,
             program: program.into(),
             action: action.into(),
             trigger: Trigger::Cli,
@@ -307,5 +326,25 @@ mod tests {
              2026-11-23T15:20:03.000+01:00  x         signal:QUIT  cli          ok      -→3\n"
         );
         assert_eq!(format_history(&[]), "");
+    }
+
+    #[test]
+    fn a_delegated_caller_is_shown_before_the_reason() {
+        let mut a = rec("web", "restart", 1);
+        a.trigger = Trigger::Delegated;
+        a.caller = Some("alice".into());
+        a.caller_uid = Some(1001);
+        a.reason = Some("deploy".into());
+        let mut b = a.clone();
+        b.reason = None;
+        let table = format_history(&[a, b]);
+        assert_eq!(
+            table,
+            "2026-11-23T15:20:01.000+01:00  web  restart  delegated  ok  -→1  by alice (uid 1001): deploy\n\
+             2026-11-23T15:20:01.000+01:00  web  restart  delegated  ok  -→1  by alice (uid 1001)\n"
+        );
+        let line = rec("web", "start", 1).to_line();
+        let back: Record = serde_json::from_str(&line).expect("json");
+        assert_eq!(back.caller, None);
     }
 }

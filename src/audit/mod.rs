@@ -26,8 +26,8 @@ pub use bound::{MAX_RECORD, TRUNCATED_MARK};
 pub use history::{format_history, read_history};
 pub use syslog::{format_rfc5424, SyslogTarget, SYSLOG_TIMEOUT};
 
-/// Why an action happened. Written as `cli`, `autostart`, `crash`, `monitor:<name>`,
-/// `health:<name>`, `schedule`, `group:<name>`; [`FromStr`] reads exactly what [`Display`]
+/// Why an action happened. Written as `cli`, `delegated`, `autostart`, `crash`,
+/// `monitor:<name>`, `health:<name>`, `schedule`, `group:<name>`; [`FromStr`] reads exactly what [`Display`]
 /// writes (the daemon hands it to its workers as an argument).
 ///
 /// [`Display`]: fmt::Display
@@ -35,6 +35,9 @@ pub use syslog::{format_rfc5424, SyslogTarget, SYSLOG_TIMEOUT};
 pub enum Trigger {
     /// A person or script ran `usrsvc`.
     Cli,
+    /// Another user, granted it by `allow_users`/`allow_groups`, asked through the daemon's
+    /// socket (`usrsvc --user`); the record's `caller` says who.
+    Delegated,
     /// The daemon started a program marked for autostart.
     Autostart,
     /// The daemon restarted a program it found not running.
@@ -53,6 +56,7 @@ impl fmt::Display for Trigger {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Trigger::Cli => f.write_str("cli"),
+            Trigger::Delegated => f.write_str("delegated"),
             Trigger::Autostart => f.write_str("autostart"),
             Trigger::Crash => f.write_str("crash"),
             Trigger::Monitor(name) => write!(f, "monitor:{name}"),
@@ -66,8 +70,8 @@ impl fmt::Display for Trigger {
 /// A trigger string that is none of the accepted forms.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown trigger {0:?}: expected cli, autostart, crash, schedule, monitor:NAME, \
-     health:NAME or group:NAME"
+    "unknown trigger {0:?}: expected cli, delegated, autostart, crash, schedule, \
+     monitor:NAME, health:NAME or group:NAME"
 )]
 pub struct UnknownTrigger(pub String);
 
@@ -80,6 +84,7 @@ impl FromStr for Trigger {
     fn from_str(s: &str) -> Result<Trigger, UnknownTrigger> {
         match s {
             "cli" => return Ok(Trigger::Cli),
+            "delegated" => return Ok(Trigger::Delegated),
             "autostart" => return Ok(Trigger::Autostart),
             "crash" => return Ok(Trigger::Crash),
             "schedule" => return Ok(Trigger::Schedule),
@@ -109,7 +114,7 @@ impl<'de> Deserialize<'de> for Trigger {
 }
 
 /// One action on one program. Serialized with the fields in this order; absent `reason`,
-/// `old_pid` and `new_pid` are written as `null`.
+/// `old_pid` and `new_pid` are written as `null`; `caller` and `caller_uid` only when set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// RFC 3339 local time with offset, milliseconds: `2026-11-23T15:20:01.123+01:00`.
@@ -119,6 +124,12 @@ pub struct Record {
     /// The passwd name of `uid`, else the uid as a number.
     pub user: String,
     pub uid: u32,
+    /// Who asked, when it is not `user`: the passwd name (from the kernel's peer credentials
+    /// of the daemon's socket) of a delegated caller. Written only when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_uid: Option<u32>,
     pub program: String,
     /// `start`, `stop`, `restart`, `signal:QUIT`, … (the caller's words).
     pub action: String,
@@ -156,6 +167,8 @@ impl Record {
             host: host.clone(),
             user: user.clone(),
             uid: crate::proc::my_uid(),
+            caller: None,
+            caller_uid: None,
             program: program.into(),
             action: action.into(),
             trigger,
@@ -165,6 +178,15 @@ impl Record {
             new_pid,
             truncated: false,
         }
+    }
+
+    /// The record with the delegated caller who asked for the action (none: unchanged).
+    pub fn with_caller(mut self, caller: Option<&(String, u32)>) -> Record {
+        if let Some((name, uid)) = caller {
+            self.caller = Some(name.clone());
+            self.caller_uid = Some(*uid);
+        }
+        self
     }
 
     /// The record as its line in the file: compact JSON and `\n`, at most [`MAX_RECORD`] bytes
@@ -297,6 +319,7 @@ mod tests {
     fn trigger_strings_round_trip() {
         let all = [
             (Trigger::Cli, "cli"),
+            (Trigger::Delegated, "delegated"),
             (Trigger::Autostart, "autostart"),
             (Trigger::Crash, "crash"),
             (Trigger::Monitor("rss".into()), "monitor:rss"),
@@ -314,7 +337,17 @@ mod tests {
 
     #[test]
     fn unknown_triggers_are_errors_that_list_the_forms() {
-        for bad in ["", "CLI", "cron", "crash:x", "monitor", "tick:x", " cli"] {
+        for bad in [
+            "",
+            "CLI",
+            "cron",
+            "delegated:x",
+            "Delegated",
+            "crash:x",
+            "monitor",
+            "tick:x",
+            " cli",
+        ] {
             let err = bad.parse::<Trigger>().expect_err(bad);
             assert!(err.to_string().contains("monitor:NAME"), "{err}");
         }
@@ -343,6 +376,29 @@ mod tests {
         assert!(line.contains("\"new_pid\":200"), "{line}");
         let back: Record = serde_json::from_str(&line).expect("parses back");
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn the_caller_is_written_after_uid_only_when_set_and_read_back() {
+        let plain = sample().to_line();
+        assert!(!plain.contains("caller"), "{plain}");
+        let r = sample().with_caller(Some(&("alice".to_owned(), 1001)));
+        let line = r.to_line();
+        let uid = line.find("\"uid\":").expect("uid");
+        let caller = line
+            .find("\"caller\":\"alice\",\"caller_uid\":1001,")
+            .expect(&line);
+        let program = line.find("\"program\":").expect("program");
+        assert!(uid < caller && caller < program, "{line}");
+        let back: Record = serde_json::from_str(&line).expect("parses back");
+        assert_eq!(back, r);
+        assert_eq!(
+            (back.caller.as_deref(), back.caller_uid),
+            (Some("alice"), Some(1001))
+        );
+        // A line without the fields (every record before 2.0's API) still reads.
+        let old: Record = serde_json::from_str(&plain).expect("old line");
+        assert_eq!((old.caller, old.caller_uid), (None, None));
     }
 
     #[test]

@@ -305,6 +305,8 @@ mod tests {
             host: "box".into(),
             user: "alice".into(),
             uid: 1000,
+            caller: None,
+            caller_uid: None,
             program: "web".into(),
             action: "restart".into(),
             trigger: Trigger::Crash,

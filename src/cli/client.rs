@@ -30,6 +30,15 @@ fn usage() -> String {
                                   rotation (copytruncate or a new file).
   usrsvc plan                     Print the next planned restart of every program and group,
                                   and what holds it back.
+  usrsvc events [TARGET] [--json] Follow the running usrsvcd's events (one line each) until
+                                  it stops (exit 143; 143 at once when none runs).
+
+  usrsvc --user ACCOUNT [--socket PATH] VERB TARGET [--reason TEXT]
+                                  Ask ACCOUNT's usrsvcd (its shared_socket) to act, as far as
+                                  its allow_users/allow_groups grant: start, stop, restart,
+                                  signal TARGET SIGNAL, health, repair; or to show: status,
+                                  list, plan, history, events. Your own config is not read.
+                                  Refused: exit 142 (NOT_PERMITTED); no daemon: 143.
 
 Options:
     --parallel or -P      With start/stop/restart all, act on every program at once.
@@ -41,6 +50,9 @@ Options:
     --json                With status, health, history and plan, print JSON on stdout
                           (status: an object for one program, an array for \"all\").
     --config PATH, -c     Main config file (default: $USRSVC_CONFIG, else $HOME/usrsvc.cfg).
+    --user ACCOUNT        Act through ACCOUNT's daemon (see above).
+    --socket PATH         With --user: its socket (default: $USRSVC_SOCKET, else the
+                          [Main] shared_socket of ~ACCOUNT/usrsvc.cfg).
     --debug               Print debugging information.
     --help                Show this message.
     --version             Show the version.
@@ -74,6 +86,12 @@ struct Args {
     force: bool,
     #[arg(short = 'n', value_name = "N")]
     count: Option<usize>,
+    /// Act through ACCOUNT's daemon (its shared socket) instead of on our own programs.
+    #[arg(long, value_name = "ACCOUNT")]
+    user: Option<String>,
+    /// With --user: the socket to use.
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
     /// With `logs`: follow the files.
     #[arg(long, short = 'f')]
     follow: bool,
@@ -130,6 +148,32 @@ fn run(argv: Vec<String>) -> ReturnCode {
     if args.debug && !args.nested {
         super::out::eprint("DEBUG ON\n");
     }
+    // Another account's daemon: its config is the one that counts, ours is not read.
+    if let Some(account) = &args.user {
+        let remote = super::remote::Remote {
+            account,
+            socket: args.socket.as_deref(),
+            reason: args.reason.as_deref(),
+            force: args.force,
+            json: args.json,
+            count: args.count,
+        };
+        return super::remote::run_user(&remote, &args.words, &console);
+    }
+    if args.socket.is_some() {
+        console.error("--socket is only available with --user.");
+        return invalid(&console);
+    }
+    if args.words.first().is_some_and(|w| w == "events") {
+        return match &args.words[1..] {
+            [] => super::remote::events_owner(None, args.json, &console),
+            [target] => super::remote::events_owner(Some(target), args.json, &console),
+            _ => {
+                console.error("Usage: usrsvc events [TARGET] [--json]");
+                ReturnCode::GeneralFailure
+            }
+        };
+    }
     let path = config_path(args.config.clone());
     let config = match load_config(&path, &console, args.nested) {
         Ok(c) => c,
@@ -182,6 +226,7 @@ fn run(argv: Vec<String>) -> ReturnCode {
         step: args.nested && args.step,
         expect: None,
         replaces: None,
+        caller: None,
     };
     let nested = Nested {
         config: &config,
@@ -198,7 +243,7 @@ fn run(argv: Vec<String>) -> ReturnCode {
         if args.json {
             super::out::println(&status_json(&config, name, &outcome).to_string());
         } else if action == Action::Status {
-            print_health(&config, name);
+            print_daemon_view(&config, name);
         }
         outcome.code
     };
@@ -409,21 +454,17 @@ fn run_in_subprocesses(
     }
 }
 
-/// The last health verdicts the running daemon has of `name`, under its status.
-fn print_health(config: &Config, name: &str) {
-    // Most programs have no checks: then the daemon's state is not read at all (`status` is
-    // the command scripts call in loops).
-    if config
+/// The running daemon's view of `name` under its status: state, uptime, restarts, back-off,
+/// last exit, next planned restart, kill switch and health verdicts — from the daemon's
+/// socket, else (for the health verdicts) its state file; nothing when no daemon runs.
+fn print_daemon_view(config: &Config, name: &str) {
+    // Most programs have no checks: then the state file is not read at all (`status` is the
+    // command scripts call in loops); the socket is one cheap connect.
+    let with_file = config
         .program(name)
-        .is_none_or(|p| p.health_checks.is_empty())
-    {
-        return;
-    }
-    let Some(doc) = crate::daemon::supervise::read_state() else {
-        return;
-    };
-    if let Some(p) = crate::daemon::supervise::program_state(&doc, name) {
-        super::out::print(&crate::daemon::supervise::health_lines(p));
+        .is_some_and(|p| !p.health_checks.is_empty());
+    if let Some((daemon, p)) = super::remote::daemon_program(name, with_file) {
+        super::out::print(&super::remote::program_lines(&daemon, &p));
     }
 }
 
@@ -456,9 +497,13 @@ fn status_json(config: &Config, name: &str, outcome: &Outcome) -> serde_json::Va
         "health": if prog.is_none_or(|p| p.health_checks.is_empty()) {
             serde_json::json!([])
         } else {
-            crate::daemon::supervise::read_state()
-                .and_then(|d| crate::daemon::supervise::program_state(&d, name).map(|p| p["health"].clone()))
+            super::remote::daemon_program(name, true)
+                .map(|(_, p)| p["health"].clone())
                 .unwrap_or(serde_json::Value::Null)
         },
+        // The daemon's state of the program (its socket's `status`), null when none answers.
+        "daemon": super::remote::daemon_program(name, false)
+            .map(|(_, p)| p)
+            .unwrap_or(serde_json::Value::Null),
     })
 }

@@ -13,7 +13,7 @@ use clap::Parser;
 
 use super::{answer_early, config_path, load_config, Console};
 use crate::control::signal::Pidfd;
-use crate::control::{process_dict, Action, Actor, Report, Request, Trigger};
+use crate::control::{process_dict, Report};
 use crate::daemon::instance::{self, Instance, Readiness, StartError};
 use crate::daemon::reread;
 use crate::daemon::supervise::{Daemon, Options};
@@ -90,6 +90,16 @@ struct Args {
     /// Internal: the pid of the process a crash restart replaces (for the audit record).
     #[arg(long, hide = true, value_name = "PID")]
     replaces: Option<i32>,
+    /// Internal: the delegated caller (`USER:UID`) a worker of the control API acts for.
+    #[arg(long, hide = true, value_name = "USER:UID")]
+    caller: Option<String>,
+    /// Internal: a worker that acts as the operator's `usrsvc` would (a group member's
+    /// worker of a control API action).
+    #[arg(long, hide = true)]
+    as_operator: bool,
+    /// Internal: a member's worker of a group restart (see `control::Request::step`).
+    #[arg(long, hide = true)]
+    step: bool,
     #[arg(num_args = 0..)]
     words: Vec<String>,
 }
@@ -126,26 +136,22 @@ fn run(argv: Vec<String>) -> ReturnCode {
         }
     };
     if let Some(action) = &args.worker {
-        let trigger = match args.trigger.as_deref().map(str::parse::<Trigger>) {
-            None => Trigger::Crash,
-            Some(Ok(t)) => t,
-            Some(Err(e)) => {
-                console.error(&format!("usrsvcd --worker: bad --trigger: {e}"));
-                return ReturnCode::GeneralFailure;
-            }
-        };
-        let req = Request {
-            by: Actor::Daemon,
-            trigger,
+        let worker_args = super::worker::WorkerArgs {
+            trigger: args.trigger.as_deref(),
             reason: args.reason.as_deref(),
-            step: false,
-            expect: args.expect.as_deref().and_then(|e| {
-                let (pid, ticks) = e.split_once(':')?;
-                Some((pid.parse().ok()?, ticks.parse().ok()?))
-            }),
+            expect: args.expect.as_deref(),
             replaces: args.replaces,
+            caller: args.caller.as_deref(),
+            as_operator: args.as_operator,
+            step: args.step,
+            force: args.force,
         };
-        return worker(action, &args.words, &req, Log::new(format, args.debug));
+        return super::worker::worker(
+            action,
+            &args.words,
+            &worker_args,
+            Log::new(format, args.debug),
+        );
     }
     let action = match args.words.as_slice() {
         [] => "start",
@@ -701,74 +707,4 @@ fn reread(
     }
     console.error("usrsvcd did not report on the reread within 30 s (it may still be at it).");
     ReturnCode::GeneralFailure
-}
-
-/// `usrsvcd --worker ACTION -- NAME`: one start or restart on the daemon's behalf, with the
-/// daemon's in-memory config (not the file, which may have changed or be broken).
-fn worker(word: &str, words: &[String], req: &Request<'_>, log: Log) -> ReturnCode {
-    let group = word == crate::daemon::supervise::GROUP_RESTART;
-    let action = if group {
-        Some(Action::Restart)
-    } else {
-        Action::parse(word)
-    };
-    let (Some(action), [name]) = (action, words) else {
-        log.error("usrsvcd --worker: needs ACTION -- NAME");
-        return ReturnCode::InvalidAction;
-    };
-    let mut json = String::new();
-    if let Err(e) = std::io::stdin().read_to_string(&mut json) {
-        log.error(&format!("({name}) - worker cannot read its config: {e}"));
-        return ReturnCode::UnknownFailure;
-    }
-    let config: crate::config::Config = match serde_json::from_str(&json) {
-        Ok(c) => c,
-        Err(e) => {
-            log.error(&format!("({name}) - worker got a bad config: {e}"));
-            return ReturnCode::UnknownFailure;
-        }
-    };
-    if group {
-        let Some(g) = config.group(name) else {
-            log.error(&format!(
-                "usrsvcd --worker: no group {name} in the config it got"
-            ));
-            return ReturnCode::ProgramUndefined;
-        };
-        // Each member's action in a worker of its own (see `control::start::launch`).
-        let member = |action: Action, member: &str, sub: &Request<'_>| {
-            let mut cmd = Command::new("/proc/self/exe");
-            std::os::unix::process::CommandExt::arg0(&mut cmd, "usrsvcd");
-            cmd.arg("--worker")
-                .arg(action.word())
-                .arg("--log-format")
-                .arg(log.format.word())
-                .arg(format!("--trigger={}", sub.trigger));
-            if let Some(r) = sub.reason {
-                // One argument: a reason may start with '-'.
-                cmd.arg(format!("--reason={r}"));
-            }
-            if log.debug {
-                cmd.arg("--debug");
-            }
-            cmd.arg("--").arg(member).stdin(Stdio::piped());
-            let code = cmd
-                .spawn()
-                .and_then(|mut child| {
-                    if let Some(mut stdin) = child.stdin.take() {
-                        std::io::Write::write_all(&mut stdin, json.as_bytes())?;
-                    }
-                    child.wait()
-                })
-                .map_or(ReturnCode::UnknownFailure, |st| {
-                    st.code()
-                        .and_then(ReturnCode::from_code)
-                        .unwrap_or(ReturnCode::UnknownFailure)
-                });
-            crate::control::Outcome::no_process(code)
-        };
-        return crate::control::group::run_group(&config, action, g, &log, req, &member);
-    }
-    let log = log.for_program(name);
-    crate::control::run_as(&config, action, name, &log, req).code
 }

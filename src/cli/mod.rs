@@ -12,6 +12,8 @@ pub mod logs;
 pub mod ops;
 pub mod out;
 pub mod plan;
+pub mod remote;
+pub mod worker;
 
 use std::io::Write;
 use std::path::PathBuf;

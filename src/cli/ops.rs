@@ -1,9 +1,11 @@
 //! The verbs new in 2.0 — `signal`, `health`, `repair`, `history`, `plan` — and the guard
 //! rails every acting verb passes first: `require_reason` and the kill switch. Output and exit
 //! codes only; what the verbs do lives in `control`, `health`, `audit` and `schedule`.
+//! `signal`, `health` and `repair` are also what the daemon's worker runs for its control
+//! API (`usrsvcd --worker signal:N|health|repair[:CHECK]`), so both say and exit the same.
 
 use crate::config::Config;
-use crate::control::{self, Actor, Report, Request, Trigger};
+use crate::control::{self, Report, Request};
 use crate::exit::ReturnCode;
 use crate::health::{self, Status};
 
@@ -27,7 +29,7 @@ pub fn guard(
     config: &Config,
     verb: &str,
     flags: &Flags<'_>,
-    console: &Console,
+    console: &dyn Report,
 ) -> Result<Option<String>, ReturnCode> {
     let reason = flags
         .reason
@@ -84,11 +86,25 @@ pub fn run(
         Some(ReturnCode::GeneralFailure)
     };
     match (verb.as_str(), rest) {
-        ("signal", [name, sig]) => Some(signal(config, program(config, name), sig, flags, console)),
+        ("signal", [name, sig]) => Some(signal(
+            config,
+            program(config, name),
+            sig,
+            flags,
+            console,
+            &Request::cli(None),
+        )),
         ("signal", _) => invalid("usrsvc signal NAME SIGNAL [--reason TEXT]"),
         ("health", [name]) => Some(health(config, name, flags, console)),
         ("health", _) => invalid("usrsvc health NAME|GROUP|all [--json]"),
-        ("repair", [name]) => Some(repair(config, program(config, name), flags, console)),
+        ("repair", [name]) => Some(repair(
+            config,
+            program(config, name),
+            None,
+            flags,
+            console,
+            &Request::cli(None),
+        )),
         ("repair", _) => invalid("usrsvc repair NAME [--reason TEXT]"),
         ("history", [] | [_]) => {
             let name = rest.first().map(|n| program(config, n));
@@ -117,12 +133,27 @@ fn program<'n>(config: &Config, name: &'n str) -> &'n str {
         .unwrap_or(name)
 }
 
-fn signal(
+/// `base` with the reason to record (the trigger and the caller are `base`'s).
+fn with_reason<'r>(base: &Request<'_>, reason: Option<&'r str>) -> Request<'r> {
+    Request {
+        by: base.by,
+        trigger: base.trigger.clone(),
+        reason,
+        step: base.step,
+        expect: base.expect,
+        replaces: base.replaces,
+        caller: base.caller.clone(),
+    }
+}
+
+/// `usrsvc signal NAME SIGNAL`, recorded with `base`'s trigger and caller.
+pub fn signal(
     config: &Config,
     name: &str,
     sig: &str,
     flags: &Flags<'_>,
-    console: &Console,
+    console: &dyn Report,
+    base: &Request<'_>,
 ) -> ReturnCode {
     let Some(signal) = control::parse_signal(sig) else {
         console.error(&format!(
@@ -134,7 +165,7 @@ fn signal(
         Ok(r) => r,
         Err(code) => return code,
     };
-    let req = Request::cli(reason.as_deref());
+    let req = with_reason(base, reason.as_deref());
     control::send_signal(config, name, signal, console, &req).code
 }
 
@@ -152,7 +183,8 @@ fn programs_of<'c>(config: &'c Config, name: &'c str) -> Option<Vec<&'c str>> {
     config.program(name).is_some().then(|| vec![name])
 }
 
-fn health(config: &Config, name: &str, flags: &Flags<'_>, console: &Console) -> ReturnCode {
+/// `usrsvc health NAME|GROUP|all`: the verdicts on stdout, exit 1 when one is failing.
+pub fn health(config: &Config, name: &str, flags: &Flags<'_>, console: &dyn Report) -> ReturnCode {
     let Some(names) = programs_of(config, name) else {
         console.error(&format!("No such program or group: {name}"));
         return ReturnCode::ProgramUndefined;
@@ -243,7 +275,16 @@ pub fn status_word(s: &Status) -> &'static str {
     }
 }
 
-fn repair(config: &Config, name: &str, flags: &Flags<'_>, console: &Console) -> ReturnCode {
+/// `usrsvc repair NAME`: every repair command of the program's health checks (only that of
+/// the check `only` when given), recorded with `base`'s trigger and caller.
+pub fn repair(
+    config: &Config,
+    name: &str,
+    only: Option<&str>,
+    flags: &Flags<'_>,
+    console: &dyn Report,
+    base: &Request<'_>,
+) -> ReturnCode {
     let Some(prog) = config.program(name) else {
         console.error(&format!("No such program: {name}"));
         return ReturnCode::ProgramUndefined;
@@ -255,26 +296,24 @@ fn repair(config: &Config, name: &str, flags: &Flags<'_>, console: &Console) -> 
     let checks: Vec<_> = prog
         .health_checks
         .iter()
-        .filter(|c| c.repair.is_some())
+        .filter(|c| c.repair.is_some() && only.is_none_or(|o| c.name == o))
         .collect();
     if checks.is_empty() {
-        console.error(&format!(
-            "{name} has no health check with a repair command."
-        ));
+        match only {
+            Some(o) => console.error(&format!(
+                "{name} has no health check {o} with a repair command."
+            )),
+            None => console.error(&format!(
+                "{name} has no health check with a repair command."
+            )),
+        }
         return ReturnCode::GeneralFailure;
     }
     let Some(target) = control::group::health_target(config, name) else {
         console.error(&format!("{name} is NOT running; nothing to repair."));
         return ReturnCode::GeneralFailure;
     };
-    let req = Request {
-        by: Actor::Operator,
-        trigger: Trigger::Cli,
-        reason: reason.as_deref(),
-        step: false,
-        expect: None,
-        replaces: None,
-    };
+    let req = with_reason(base, reason.as_deref());
     let mut code = ReturnCode::Success;
     for check in checks {
         let Some(outcome) = health::run_repair(&target, check) else {

@@ -19,6 +19,7 @@ mod inherit;
 mod interpolate;
 mod model;
 mod pattern;
+pub mod peek;
 pub(crate) mod python;
 #[cfg(test)]
 mod scaling_tests;

@@ -54,7 +54,8 @@ pub fn record(
         result,
         old_pid,
         new_pid,
-    );
+    )
+    .with_caller(req.caller.as_ref());
     for problem in log.append(&record) {
         report.error(&format!("({program}) - Warning: audit: {problem}"));
     }

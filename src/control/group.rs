@@ -62,6 +62,7 @@ pub fn run_group(
         step: action == Action::Restart,
         expect: None,
         replaces: None,
+        caller: req.caller.clone(),
     };
     match action {
         Action::Status => worst(

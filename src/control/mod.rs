@@ -174,6 +174,9 @@ pub struct Request<'r> {
     pub expect: Option<(i32, u64)>,
     /// The process a crash restart replaces (it died): its pid goes into the audit record.
     pub replaces: Option<i32>,
+    /// The delegated caller (passwd name, uid) an action of the daemon's API is done for:
+    /// every audit record of the action carries it.
+    pub caller: Option<(String, u32)>,
 }
 
 impl<'r> Request<'r> {
@@ -186,6 +189,7 @@ impl<'r> Request<'r> {
             step: false,
             expect: None,
             replaces: None,
+            caller: None,
         }
     }
 }
