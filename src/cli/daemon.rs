@@ -306,10 +306,49 @@ fn foreground(path: &Path, args: &Args, format: Format) -> ReturnCode {
     if args.debug {
         log.info("DEBUG IS ENABLED!");
     }
+    let api = start_api(&daemon, &log);
     // READY once the loop is about to run and every program has been looked at.
     daemon.run(|| ready.report(Ok(())));
+    if let Some(mut api) = api {
+        api.shutdown();
+    }
     log.info("usrsvcd stopped.");
     ReturnCode::Success
+}
+
+/// The control socket (and the shared one, when configured). Without it the daemon still
+/// supervises: `usrsvc` then reads the state file, and says so.
+fn start_api(daemon: &Daemon, log: &Log) -> Option<crate::api::server::Server> {
+    let private = match crate::control::runtime_dir() {
+        Ok(dir) => dir.join(crate::api::SOCKET),
+        Err(e) => {
+            log.error(&format!("No control socket: no runtime directory: {e}"));
+            return None;
+        }
+    };
+    let handle = match daemon.handle() {
+        Ok(h) => h,
+        Err(e) => {
+            log.error(&format!("No control socket: {e}"));
+            return None;
+        }
+    };
+    let shared = daemon.config().main.shared_socket.clone();
+    match crate::api::server::Server::start(
+        std::sync::Arc::new(handle),
+        private.clone(),
+        shared,
+        log.clone(),
+    ) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            log.error(&format!(
+                "No control socket at {}: {e} (supervision goes on; usrsvc reads the state file)",
+                private.display()
+            ));
+            None
+        }
+    }
 }
 
 fn handled_signals() -> nix::sys::signal::SigSet {

@@ -99,6 +99,11 @@ impl Daemon {
         })
     }
 
+    /// The config the daemon runs now.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Rereads asked for through the API: each waits for the next reread that begins.
     pub(super) fn api_rereads(&mut self) {
         let mut any = false;
