@@ -56,3 +56,6 @@ pub trait Backend: Send + Sync + 'static {
     /// `Ok(())`, or the exit code and the errors.
     fn reread(&self, force: bool) -> Result<(), (i32, Vec<String>)>;
 }
+
+#[cfg(test)]
+pub(crate) mod testkit;
