@@ -14,6 +14,7 @@
 //! own commands, in a thread of the API's, exactly as an operator's `usrsvc` would act.
 
 pub mod client;
+mod dispatch;
 pub mod peer;
 pub mod protocol;
 pub mod rules;

@@ -35,7 +35,7 @@ impl Kind {
             Kind::Owner
         } else if caller.uid == 0 {
             Kind::Root
-        } else if config.main.allow_users.iter().any(|u| *u == caller.user)
+        } else if config.main.allow_users.contains(&caller.user)
             || caller
                 .groups
                 .iter()
