@@ -7,7 +7,7 @@
 //! more than [`KEPT_RESULTS`] results and [`OUTPUT_LINES`] lines of a worker's output.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -385,6 +385,13 @@ fn change(
         caller: format!("{}:{}", caller.user, caller.uid),
         force,
     };
+    ctx.log.info(&format!(
+        "control: op {id}: {op_word} {} by {} (uid {}){}",
+        resolved.name(),
+        caller.user,
+        caller.uid,
+        reason.map_or(String::new(), |r| format!(", reason: {r}"))
+    ));
     let thread_ctx = Arc::clone(ctx);
     let spawned = std::thread::Builder::new()
         .name("usrsvcd-api-op".into())
@@ -519,8 +526,13 @@ impl Run {
             code,
             result: result.clone(),
         });
-        finish(ctx, self.id, code, result, output.into());
+        ctx.log.info(&format!(
+            "control: op {}: {} {}: {result}",
+            self.id, self.op, self.target
+        ));
+        // The loop looks at once, before the caller hears it is done.
         ctx.backend.nudge();
+        finish(ctx, self.id, code, result, output.into());
     }
 
     /// Runs one worker: its exit code and the last lines of its stdout and stderr.
@@ -637,8 +649,6 @@ fn collect(from: std::fs::File, lines: &Mutex<VecDeque<String>>) {
         }
     }
 }
-
-use std::io::Read as _;
 
 /// Records op `id`'s result and wakes its waiters.
 fn finish(ctx: &Ctx, id: u64, code: i32, result: String, output: Vec<String>) {

@@ -1,7 +1,7 @@
 //! The control API's listeners and connections: the private socket (0600, in the private
 //! runtime directory) and, with delegation, the shared one (0666, in a folder only we can
 //! write); an acceptor thread each, a thread per connection, every connection bounded — at
-//! most [`Limits::max_connections`] at once, a deadline for each request line, a bounded
+//! most [`Limits::max_connections`] at once on each socket, a deadline for each request line, a bounded
 //! line, a write timeout — so that no client, however hostile or slow, can pin the daemon's
 //! memory or threads. What the requests mean is `dispatch`'s.
 //!
@@ -74,7 +74,6 @@ pub(super) struct Ctx {
     pub log: Log,
     pub limits: Limits,
     pub stop: AtomicBool,
-    open: AtomicUsize,
     pub next_id: AtomicU64,
     pub results: Mutex<std::collections::VecDeque<OpResult>>,
     pub results_changed: Condvar,
@@ -87,7 +86,6 @@ impl Ctx {
             log,
             limits,
             stop: AtomicBool::new(false),
-            open: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             results: Mutex::default(),
             results_changed: Condvar::new(),
@@ -160,9 +158,11 @@ impl Server {
         let (listener, id) = bind(path, mode)?;
         let wake = listener.try_clone()?;
         let ctx = Arc::clone(&self.ctx);
+        // Counted per socket: users flooding the shared socket cannot take the owner's.
+        let open = Arc::new(AtomicUsize::new(0));
         let thread = std::thread::Builder::new()
             .name("usrsvcd-api-accept".into())
-            .spawn(move || accept_loop(&ctx, &listener))?;
+            .spawn(move || accept_loop(&ctx, &listener, &open))?;
         self.threads.push(thread);
         self.bound.push(Bound {
             path: path.to_path_buf(),
@@ -265,15 +265,15 @@ fn kind_of(t: &std::fs::FileType) -> &'static str {
 }
 
 /// Decrements the open-connection count when a connection ends, however it ends.
-struct Slot(Arc<Ctx>);
+struct Slot(Arc<AtomicUsize>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::SeqCst);
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-fn accept_loop(ctx: &Arc<Ctx>, listener: &UnixListener) {
+fn accept_loop(ctx: &Arc<Ctx>, listener: &UnixListener, open: &Arc<AtomicUsize>) {
     loop {
         let accepted = listener.accept();
         if ctx.stop.load(Ordering::SeqCst) {
@@ -289,8 +289,8 @@ fn accept_loop(ctx: &Arc<Ctx>, listener: &UnixListener) {
                 continue;
             }
         };
-        if ctx.open.fetch_add(1, Ordering::SeqCst) >= ctx.limits.max_connections {
-            ctx.open.fetch_sub(1, Ordering::SeqCst);
+        if open.fetch_add(1, Ordering::SeqCst) >= ctx.limits.max_connections {
+            open.fetch_sub(1, Ordering::SeqCst);
             let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
             let busy = ApiError::new(
                 ErrorKind::Busy,
@@ -302,7 +302,7 @@ fn accept_loop(ctx: &Arc<Ctx>, listener: &UnixListener) {
             send_value(&stream, &busy.to_value());
             continue;
         }
-        let slot = Slot(Arc::clone(ctx));
+        let slot = Slot(Arc::clone(open));
         let caller = match Caller::of(&stream) {
             Ok(c) => c,
             Err(e) => {
