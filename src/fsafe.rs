@@ -249,6 +249,34 @@ pub fn check_folder(dir: &Path) -> io::Result<Folder> {
     }
 }
 
+/// Stricter than [`check_folder`], for a folder where a socket others connect to lives (the
+/// daemon's shared socket): it must be ours, and writable by no one else at all — not by
+/// root's ownership, a group or the sticky bit, since whoever can add an entry there can put
+/// a socket of theirs where our users look for ours.
+pub fn check_own_folder(dir: &Path) -> io::Result<()> {
+    check_way(dir)?;
+    let meta = std::fs::metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(refused(format!("{} is not a folder", dir.display())));
+    }
+    let me = crate::proc::my_uid();
+    let mode = meta.mode() & 0o7777;
+    if meta.uid() != me {
+        return Err(refused(format!(
+            "the folder {} belongs to uid {}, not to uid {me}",
+            dir.display(),
+            meta.uid()
+        )));
+    }
+    if mode & 0o022 != 0 {
+        return Err(refused(format!(
+            "the folder {} is writable by its group or others (mode {mode:04o})",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Who besides `me` (and root) can write the folder `meta` is of, if anyone.
 fn others_can_write(meta: &std::fs::Metadata, me: u32) -> Option<String> {
     if meta.mode() & 0o002 != 0 {

@@ -14,6 +14,7 @@
 //! own commands, in a thread of the API's, exactly as an operator's `usrsvc` would act.
 
 pub mod client;
+mod dispatch;
 pub mod peer;
 pub mod protocol;
 pub mod rules;
@@ -56,3 +57,6 @@ pub trait Backend: Send + Sync + 'static {
     /// `Ok(())`, or the exit code and the errors.
     fn reread(&self, force: bool) -> Result<(), (i32, Vec<String>)>;
 }
+
+#[cfg(test)]
+pub(crate) mod testkit;

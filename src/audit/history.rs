@@ -24,6 +24,20 @@ pub fn read_history(
     program: Option<&str>,
     n: usize,
 ) -> io::Result<(Vec<Record>, usize)> {
+    read_history_where(
+        path,
+        &|r: &Record| program.is_none_or(|p| r.program == p),
+        n,
+    )
+}
+
+/// The last `n` records that `keep` accepts, as [`read_history`] (the control API shows a
+/// delegated caller the records of the programs it may see).
+pub fn read_history_where(
+    path: &Path,
+    keep: &dyn Fn(&Record) -> bool,
+    n: usize,
+) -> io::Result<(Vec<Record>, usize)> {
     let mut reader = BufReader::new(crate::fsafe::open_read(path)?);
     let mut last: VecDeque<Record> = VecDeque::new();
     let mut skipped = 0;
@@ -46,7 +60,7 @@ pub fn read_history(
         }
         match record {
             None => {}
-            Some(r) if program.is_none_or(|p| r.program == p) => {
+            Some(r) if keep(&r) => {
                 if n == 0 {
                     continue;
                 }
