@@ -675,21 +675,50 @@ fn audit_refusal(
     if kind.full() {
         return;
     }
+    if !refusal_audited(ctx, caller.uid) {
+        return;
+    }
     let Some(log) = crate::control::audit::audit_log(config) else {
         return;
     };
-    // Until audit records carry the caller: named in the result.
     let record = crate::audit::Record::new(
         target,
         action,
-        crate::audit::Trigger::Cli,
+        crate::audit::Trigger::Delegated,
         reason.map(str::to_string),
-        format!("refused: {rule} by {} (uid {})", caller.user, caller.uid),
+        format!("refused: {rule}"),
         None,
         None,
-    );
+    )
+    .with_caller(Some(&(caller.user.clone(), caller.uid)));
     for problem in log.append(&record) {
         ctx.log
             .error(&format!("({target}) - Warning: audit: {problem}"));
     }
+}
+
+/// How many refusals of one caller are audited per minute; the rest are counted in the
+/// daemon's log only (a local user hammering the shared socket cannot fill the trail).
+const REFUSALS_AUDITED_PER_MINUTE: u32 = 30;
+
+/// Whether this refusal of `uid` goes to the audit trail.
+fn refusal_audited(ctx: &Ctx, uid: u32) -> bool {
+    let now = std::time::Instant::now();
+    let Ok(mut map) = ctx.refusals.lock() else {
+        return false;
+    };
+    if map.len() > 4096 {
+        map.retain(|_, (start, _)| now.duration_since(*start).as_secs() < 60);
+    }
+    let entry = map.entry(uid).or_insert((now, 0));
+    if now.duration_since(entry.0).as_secs() >= 60 {
+        *entry = (now, 0);
+    }
+    entry.1 += 1;
+    if entry.1 == REFUSALS_AUDITED_PER_MINUTE + 1 {
+        ctx.log.error(&format!(
+            "control: more than {REFUSALS_AUDITED_PER_MINUTE} refusals of uid {uid} this minute; the rest are not audited"
+        ));
+    }
+    entry.1 <= REFUSALS_AUDITED_PER_MINUTE
 }

@@ -77,6 +77,9 @@ pub(super) struct Ctx {
     pub next_id: AtomicU64,
     pub results: Mutex<std::collections::VecDeque<OpResult>>,
     pub results_changed: Condvar,
+    /// Refusals audited per caller uid in the current minute (any local user can reach the
+    /// shared socket: the trail must not be theirs to fill).
+    pub refusals: Mutex<std::collections::HashMap<u32, (std::time::Instant, u32)>>,
 }
 
 impl Ctx {
@@ -89,6 +92,7 @@ impl Ctx {
             next_id: AtomicU64::new(1),
             results: Mutex::default(),
             results_changed: Condvar::new(),
+            refusals: Mutex::default(),
         })
     }
 }

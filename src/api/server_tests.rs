@@ -287,7 +287,8 @@ fn a_delegated_caller_sees_and_does_only_what_it_is_granted() {
     assert_eq!(r["error"]["code"], 142);
     let audit = s.audit();
     assert!(
-        audit.contains("refused: reason_required by alice (uid 1001)"),
+        audit.contains(r#""caller":"alice","caller_uid":1001"#)
+            && audit.contains("refused: reason_required"),
         "{audit}"
     );
     let r = c.ask(r#"{"v":1,"op":"stop","target":"a","reason":"x"}"#);
