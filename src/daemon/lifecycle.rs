@@ -399,7 +399,14 @@ impl Daemon {
             // upgrade): that is no crash, and nothing is restarted.
             if status.is_some() {
                 if let Ok(Some(lock)) = ProgramLock::try_acquire(name) {
-                    if let Descendants::Copy(info) = self.handed_over_to(name) {
+                    let found = self.handed_over_to(name);
+                    if found == Descendants::None {
+                        // The restart's worker need not look again (see `spawn_worker`).
+                        if let Some(p) = self.progs.get_mut(name) {
+                            p.nothing_left = Some(Instant::now());
+                        }
+                    }
+                    if let Descendants::Copy(info) = found {
                         if let Some(p) = self.progs.get_mut(name) {
                             p.own_exit = None;
                             if let Some(e) = p.last_exit.as_mut() {

@@ -63,6 +63,9 @@ pub(super) struct Prog {
     /// When a watched process that was the daemon's descendant exited (cleared by the next
     /// start).
     pub(super) own_exit: Option<Instant>,
+    /// When the exit of its process was looked into and the daemon's descendants held no copy
+    /// of it (the crash path's look, which the restart's worker then need not repeat).
+    pub(super) nothing_left: Option<Instant>,
     /// The trigger of the worker at work (for the audit trail and the policy).
     pub(super) trigger: Trigger,
     /// The last verdict of each health check, by check name.
@@ -126,6 +129,7 @@ impl Prog {
             cause: String::new(),
             restarts: 0,
             own_exit: None,
+            nothing_left: None,
             trigger: Trigger::Crash,
             health: BTreeMap::new(),
             held: None,

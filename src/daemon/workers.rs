@@ -43,8 +43,10 @@ impl Daemon {
             .get_mut(name)
             .and_then(|p| p.own_exit.take())
             .is_some_and(|t| t.elapsed() < Duration::from_secs(1));
-        let mut skip_scan = false;
-        if own_exit && action == Action::Start {
+        let fresh = |t: Option<Instant>| t.is_some_and(|t| t.elapsed() < Duration::from_secs(1));
+        let nothing_left = fresh(self.progs.get_mut(name).and_then(|p| p.nothing_left.take()));
+        let mut skip_scan = nothing_left && action == Action::Start;
+        if own_exit && !skip_scan && action == Action::Start {
             // Adopting writes the pidfile, which takes the program's lock, as any adoption.
             if let Ok(Some(lock)) = ProgramLock::try_acquire(name) {
                 let found = self.handed_over_to(name);
