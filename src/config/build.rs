@@ -13,6 +13,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::check::{CheckSpec, HealthAction};
 use super::error::{ConfigError, ConfigErrorKind as Kind, ConfigErrors};
 use super::inherit::{merge, Item, Origin, Table};
 use super::interpolate::{interpolate_value, InterpolationError};
@@ -23,8 +24,7 @@ use super::model::{
 use super::python::{py_dirname, py_list_repr, py_strip};
 use super::shlex::shlex_split;
 use super::syntax::{RawTree, RawValue, ROOT};
-use super::values::{resolve_path, to_bool, to_float, to_int};
-use crate::health::{CheckSpec, HealthAction};
+use super::values::{parse_signal, resolve_path, to_bool, to_float, to_int};
 use crate::schedule::{parse_duration, parse_times, parse_windows, Schedule, Windows};
 
 /// What the builder needs to know about the system.
@@ -530,7 +530,7 @@ impl<'a> Builder<'a> {
         let Some(Some((v, origin, key))) = self.scalar(values, "stop_signal", scope, "") else {
             return term;
         };
-        match crate::control::parse_signal(&v) {
+        match parse_signal(&v) {
             Some(s) if s != Signal::STOP && s != Signal::CONT => s.as_raw(),
             _ => {
                 self.error(
@@ -2032,7 +2032,6 @@ fn unclosed_paren(re: &str) -> Option<usize> {
 mod tests {
     use super::super::syntax::parse_bytes;
     use super::*;
-    use crate::health::HealthAction;
 
     /// A system where only the listed paths exist.
     #[derive(Default)]
