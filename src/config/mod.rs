@@ -9,8 +9,16 @@
 //! `~/` are resolved instead of rejected; `[[Monitor]]` and `max_restarts` are accepted as
 //! synonyms; `config_dir` files are read in sorted order, and a program defined twice is an
 //! error rather than "last one wins".
+//!
+//! Layering: `config` is a leaf. It imports nothing from `health`, `control`, `daemon`,
+//! `api` or `cli` (they all read a `Config`; the health check's spec, `CheckSpec`, and the
+//! signal-name parser live here for that reason). Its only imports from the rest of the crate
+//! are `schedule` (pure arithmetic, itself a leaf) and `audit::SyslogTarget`'s parser, to
+//! validate `audit_syslog`; that parser is pure, but `audit` as a module reaches `alert` and
+//! `proc`, which read `config`, so the target syntax is the one edge left to move down.
 
 mod build;
+mod check;
 mod error;
 mod exec;
 mod fastpath;
@@ -32,6 +40,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+pub use check::{CheckSpec, HealthAction};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors};
 pub use exec::{ExecConfig, Limit, LimitValue, Resource};
 pub use model::{
@@ -39,6 +48,7 @@ pub use model::{
     SmtpConfig, Step,
 };
 pub use shlex::shlex_split;
+pub use values::parse_signal;
 
 use build::{Probe, SourceFile};
 

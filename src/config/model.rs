@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::check::CheckSpec;
 use super::exec::ExecConfig;
-use crate::health::CheckSpec;
 use crate::schedule::{Schedule, Windows};
 
 /// The whole configuration: `[Main]` and every program, in the order the original iterates

@@ -1,6 +1,7 @@
 //! The value rules of usrsvc 1.5.13's `configcommon` (booleans, integers, floats) with their
 //! exact messages, and this version's path rule (`~/` from `home`, relative paths from the
-//! directory of the file that set them). Pure functions of their arguments: no I/O.
+//! directory of the file that set them), and signal names. Pure functions of their
+//! arguments: no I/O.
 
 use std::path::{Path, PathBuf};
 
@@ -76,6 +77,23 @@ pub(crate) fn resolve_path(value: &str, home: &Path, base_dir: &Path) -> PathBuf
     } else {
         base_dir.join(value)
     }
+}
+
+/// A signal as an operator writes it: `QUIT`, `SIGQUIT`, `quit` or `3` (what `usrsvc signal`
+/// and `stop_signal` take).
+pub fn parse_signal(text: &str) -> Option<rustix::process::Signal> {
+    let t = text.trim();
+    if let Ok(n) = t.parse::<i32>() {
+        return rustix::process::Signal::from_named_raw(n);
+    }
+    let upper = t.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    let sig: nix::sys::signal::Signal = name.parse().ok()?;
+    rustix::process::Signal::from_named_raw(sig as i32)
 }
 
 #[cfg(test)]

@@ -363,21 +363,9 @@ pub fn run_as(
     outcome
 }
 
-/// A signal as an operator writes it: `QUIT`, `SIGQUIT`, `quit` or `3`.
-pub fn parse_signal(text: &str) -> Option<rustix::process::Signal> {
-    let t = text.trim();
-    if let Ok(n) = t.parse::<i32>() {
-        return rustix::process::Signal::from_named_raw(n);
-    }
-    let upper = t.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    let sig: nix::sys::signal::Signal = name.parse().ok()?;
-    rustix::process::Signal::from_named_raw(sig as i32)
-}
+// The config's `stop_signal` and `allow = signal:NAME` read signals the same way; config
+// must not depend on control, so the parser lives there.
+pub use crate::config::parse_signal;
 
 /// `usrsvc signal NAME SIGNAL`: sends `signal` to the program's process once it is identified
 /// (pidfile or scan, uid, start time, command line), through a pidfd opened before the last
