@@ -6,6 +6,9 @@
 //! It does no I/O of its own: the few facts it needs from the system (does this directory
 //! exist, the real uid, `$PATH`) come through the `Probe` trait, so tests can fake them.
 
+mod allow;
+#[cfg(test)]
+mod allow_tests;
 mod defaults;
 mod exec;
 mod group;

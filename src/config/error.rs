@@ -108,6 +108,8 @@ pub enum ConfigErrorKind {
     InvalidSchedule,
     /// New in 2.0: `audit_syslog` that is not unix:PATH, udp://HOST:PORT or tcp://HOST:PORT.
     InvalidSyslog,
+    /// New in 2.0: `allow_users`, `allow_groups`, `shared_socket` or `allow` that is not valid.
+    InvalidDelegation,
     /// New in 2.0: an unknown key in `[[HealthCheck:NAME]]`.
     UnknownHealthCheckKeys,
     /// New in 2.0: `[[HealthCheck:NAME]]` without a command, or with an unknown action.

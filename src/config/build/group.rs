@@ -10,7 +10,7 @@ use super::{Builder, Kind, Scope};
 use crate::schedule::{parse_duration, Schedule, Windows};
 
 /// Keys of a `[Group:NAME]` (new in 2.0).
-const GROUP_KEYS: [&str; 7] = [
+const GROUP_KEYS: [&str; 8] = [
     "programs",
     "sequence",
     "min_ok",
@@ -18,6 +18,7 @@ const GROUP_KEYS: [&str; 7] = [
     "restart_at",
     "restart_jitter",
     "restart_windows",
+    "allow",
 ];
 
 impl<'a> Builder<'a> {
@@ -189,6 +190,7 @@ impl<'a> Builder<'a> {
             }
         }
         let schedule = self.schedule(&values, scope);
+        let allow = self.grants(&values, scope, "");
         // A `min_ok` the group's own restart can never meet would hold every planned restart
         // back for ever: say so now.
         let probe = GroupConfig {
@@ -234,7 +236,7 @@ impl<'a> Builder<'a> {
             sequence,
             min_ok,
             schedule,
-            allow: Vec::new(),
+            allow,
         })
     }
 }

@@ -10,7 +10,7 @@ use super::super::python::py_dirname;
 use super::super::syntax::ROOT;
 use super::{config_dir_path, Builder, Kind, Scope, Values};
 
-const MAIN_KEYS: [&str; 15] = [
+const MAIN_KEYS: [&str; 18] = [
     "config_dir",
     "pidfile",
     "usrsvcd_stdout",
@@ -28,6 +28,10 @@ const MAIN_KEYS: [&str; 15] = [
     "require_reason",
     "audit_log",
     "audit_syslog",
+    // New in 2.0: delegation through the control API.
+    "allow_users",
+    "allow_groups",
+    "shared_socket",
 ];
 
 impl<'a> Builder<'a> {
@@ -151,6 +155,10 @@ impl<'a> Builder<'a> {
             }
             _ => None,
         };
+        let allow_users = self.allow_names(&values, "allow_users", &scope);
+        let allow_groups = self.allow_names(&values, "allow_groups", &scope);
+        let delegating = !allow_users.is_empty() || !allow_groups.is_empty();
+        let shared_socket = self.shared_socket(&values, &scope, delegating);
         Some(MainConfig {
             config_dir,
             pidfile,
@@ -163,9 +171,9 @@ impl<'a> Builder<'a> {
             require_reason,
             audit_log,
             audit_syslog,
-            allow_users: Vec::new(),
-            allow_groups: Vec::new(),
-            shared_socket: None,
+            allow_users,
+            allow_groups,
+            shared_socket,
         })
     }
 

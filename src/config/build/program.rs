@@ -13,7 +13,7 @@ use super::super::syntax::ROOT;
 use super::{Builder, DefaultsDef, Kind, Resolved, Scope};
 
 /// Keys of a program, canonical spellings.
-pub(super) const PROGRAM_KEYS: [&str; 29] = [
+pub(super) const PROGRAM_KEYS: [&str; 30] = [
     "command",
     "pidfile",
     "autostart",
@@ -46,6 +46,8 @@ pub(super) const PROGRAM_KEYS: [&str; 29] = [
     // New in 2.0: what `stop` signals, and how.
     "stop_group",
     "stop_signal",
+    // New in 2.0: what delegated callers may do (the control API).
+    "allow",
 ];
 
 impl<'a> Builder<'a> {
@@ -332,6 +334,7 @@ impl<'a> Builder<'a> {
 
         // 13b. new in 2.0: the exec environment (build/exec.rs)
         let exec = self.exec(&values, scope);
+        let allow = self.grants(&values, scope, "");
 
         // 14. anything else
         let unknown: Vec<&Item<'a>> = Self::unknown(&values, &PROGRAM_KEYS)
@@ -381,7 +384,7 @@ impl<'a> Builder<'a> {
             schedule,
             health_checks,
             exec,
-            allow: Vec::new(),
+            allow,
         })
     }
 
