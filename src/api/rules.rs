@@ -212,7 +212,7 @@ pub struct Ask<'a> {
 pub struct Refusal {
     pub kind: ErrorKind,
     /// `not_allowed_user`, `no_grant:restart`, `reason_required`, `owner_only`,
-    /// `command_not_allowed`, `kill_switch`, `not_found`.
+    /// `command_not_allowed`, `kill_switch`, `not_found`, `not_granted`.
     pub rule: String,
     pub message: String,
     pub code: i32,
@@ -225,6 +225,24 @@ impl Refusal {
             rule: rule.into(),
             message: message.into(),
             code: ErrorKind::Refused.code(),
+        }
+    }
+
+    /// What a delegated caller hears of a name it holds no grant on, whether or not it
+    /// exists: the same refusal either way, so names are not disclosed.
+    fn not_granted(name: &str) -> Refusal {
+        Refusal::refused(
+            "not_granted",
+            format!("{name}: no program or group of this account that you hold a grant on (allow = ...)"),
+        )
+    }
+
+    /// `not_found` for the owner, `not_granted` for anyone else.
+    fn unknown(kind: Kind, name: &str) -> Refusal {
+        if kind.full() {
+            Refusal::not_found(name)
+        } else {
+            Refusal::not_granted(name)
         }
     }
 
@@ -277,7 +295,7 @@ pub fn decide<'c>(
         };
         return match resolve(config, name) {
             Some(t) if target_visible(kind, config, &t) => Ok(Some(t)),
-            _ => Err(Refusal::not_found(name)),
+            _ => Err(Refusal::unknown(kind, name)),
         };
     }
     // A change op.
@@ -308,7 +326,7 @@ pub fn decide<'c>(
     };
     let target = match resolved {
         Some(t) if target_visible(kind, config, &t) => t,
-        _ => return Err(Refusal::not_found(name)),
+        _ => return Err(Refusal::unknown(kind, name)),
     };
     let blank = ask.reason.is_none_or(|r| r.trim().is_empty());
     if !full {

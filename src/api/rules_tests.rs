@@ -103,8 +103,8 @@ fn the_whole_table_of_ops_targets_and_kinds() {
             } else if target == "all" {
                 "owner_only".to_string()
             } else if !exists_for_op || matches!(target, "b" | "d" | "h") {
-                // Ungranted names are not disclosed.
-                "not_found".to_string()
+                // Ungranted names are not disclosed: the same refusal as for no such name.
+                "not_granted".to_string()
             } else {
                 format!("no_grant:{}", grant_word(op.grant().expect("grant")))
             };
@@ -226,9 +226,9 @@ fn reads_show_a_delegated_caller_only_what_it_holds_grants_on() {
         ("a", "ok"),
         ("c", "ok"),
         ("g", "ok"),
-        ("b", "not_found"),
-        ("h", "not_found"),
-        ("nosuch", "not_found"),
+        ("b", "not_granted"),
+        ("h", "not_granted"),
+        ("nosuch", "not_granted"),
         ("all", "ok"),
     ] {
         assert_eq!(
@@ -246,7 +246,8 @@ fn reads_show_a_delegated_caller_only_what_it_holds_grants_on() {
     // Not found says nothing more for an ungranted program than for a missing one.
     let hidden = decide(Kind::Delegated, &config, &ask(Op::Restart, "b")).unwrap_err();
     let missing = decide(Kind::Delegated, &config, &ask(Op::Restart, "zz")).unwrap_err();
-    assert_eq!(hidden.message.replace(" b", " zz"), missing.message);
+    assert_eq!(hidden.message.replacen('b', "zz", 1), missing.message);
+    assert_eq!((hidden.rule.as_str(), hidden.code), ("not_granted", 142));
 }
 
 #[test]

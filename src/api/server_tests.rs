@@ -281,7 +281,8 @@ fn a_delegated_caller_sees_and_does_only_what_it_is_granted() {
     assert_eq!(names(&list, "programs"), ["a", "c"], "{list}");
     assert_eq!(names(&list, "groups"), ["g"]);
     let b = c.ask(r#"{"v":1,"op":"status","target":"b"}"#);
-    assert_eq!(b["error"]["kind"], "not_found");
+    assert_eq!(b["error"]["rule"], "not_granted", "{b}");
+    assert_eq!(b["error"]["code"], 142);
     let r = c.ask(r#"{"v":1,"op":"restart","target":"a"}"#);
     assert_eq!(r["error"]["rule"], "reason_required", "{r}");
     assert_eq!(r["error"]["code"], 142);
