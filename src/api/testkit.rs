@@ -12,7 +12,7 @@ pub fn config(home: &Path) -> Config {
     let mut text = String::from("[Main]\n\n");
     for p in ["a", "b", "c", "d"] {
         text.push_str(&format!(
-            "[Program:{p}]\ncommand = sleep 1001\npidfile = {h}/{p}.pid\nstdout = {h}/{p}.out\n\n",
+            "[Program:{p}]\ncommand = sleep 8837101\npidfile = {h}/{p}.pid\nstdout = {h}/{p}.out\n\n",
             h = home.display()
         ));
     }

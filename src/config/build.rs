@@ -14,6 +14,8 @@ mod exec;
 mod group;
 mod health;
 mod main;
+#[cfg(test)]
+mod plans_tests;
 mod program;
 mod sections;
 #[cfg(test)]

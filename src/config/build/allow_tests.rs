@@ -35,7 +35,7 @@ fn build_text(text: &str) -> Result<Config, ConfigErrors> {
     build(&files, Path::new("/home/u"), &Fake)
 }
 
-const PROG: &str = "[Program:p]\ncommand = sleep 1000\npidfile = p.pid\nstdout = logs/p.out\n";
+const PROG: &str = "[Program:p]\ncommand = sleep 8837100\npidfile = p.pid\nstdout = logs/p.out\n";
 
 #[test]
 fn delegation_keys_are_read() {
@@ -43,7 +43,7 @@ fn delegation_keys_are_read() {
         "[Main]\nallow_users = alice, bob\nallow_groups = dev\nshared_socket = ~/api/svc.sock\n\
          [DefaultSettings:d]\nallow = restart, signal:QUIT\n\
          {PROG}defaults = d\n\
-         [Program:q]\ncommand = sleep 1001\npidfile = q.pid\nstdout = logs/q.out\nallow = health, repair, health2\n"
+         [Program:q]\ncommand = sleep 8837101\npidfile = q.pid\nstdout = logs/q.out\nallow = health, repair, health2\n"
     ));
     // One bad word in q: the whole config is refused, naming it.
     let e = c.expect_err("health2 is no grant").into_vec();
@@ -56,7 +56,7 @@ fn delegation_keys_are_read() {
         "[Main]\nallow_users = alice, bob\nallow_groups = dev\nshared_socket = ~/api/svc.sock\n\
          [DefaultSettings:d]\nallow = restart, signal:QUIT\n\
          {PROG}defaults = d\n\
-         [Program:q]\ncommand = sleep 1001\npidfile = q.pid\nstdout = logs/q.out\n\
+         [Program:q]\ncommand = sleep 8837101\npidfile = q.pid\nstdout = logs/q.out\n\
          [Group:g]\nprograms = p, q\nallow = restart\n"
     ))
     .expect("valid");
@@ -123,7 +123,7 @@ fn bad_names_and_grants_name_file_line_and_key() {
         let text = if text.contains("[Program:p]") {
             text.replace(
                 "[Program:p]\n",
-                "[Program:p]\ncommand = sleep 1000\npidfile = p.pid\nstdout = logs/p.out\n",
+                "[Program:p]\ncommand = sleep 8837100\npidfile = p.pid\nstdout = logs/p.out\n",
             )
         } else {
             format!("{text}{PROG}")
