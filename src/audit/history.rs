@@ -181,7 +181,8 @@ fn pid(p: Option<i32>) -> String {
     p.map_or_else(|| "-".to_owned(), |p| p.to_string())
 }
 
-fn shown(s: &str) -> String {
+/// `s` with its control characters escaped (`\n`, `\u{1b}`), for text shown on a terminal.
+pub fn shown(s: &str) -> String {
     if !s.chars().any(char::is_control) {
         return s.to_owned();
     }

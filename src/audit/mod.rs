@@ -23,7 +23,7 @@ use chrono::{Local, SecondsFormat};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use bound::{MAX_RECORD, TRUNCATED_MARK};
-pub use history::{format_history, read_history, read_history_where};
+pub use history::{format_history, read_history, read_history_where, shown as escape_controls};
 pub use syslog::{format_rfc5424, SyslogTarget, SYSLOG_TIMEOUT};
 
 /// Why an action happened. Written as `cli`, `delegated`, `autostart`, `crash`,

@@ -286,16 +286,9 @@ pub fn event_line(e: &Value) -> String {
     escaped(&format!("{at} {program} {kind} {details}"))
 }
 
+/// Text from another account's daemon, with its control characters escaped.
 fn escaped(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    crate::audit::escape_controls(s)
 }
 
 /// The owner's daemon's `status` answer, asked once per command (a `status all` of many
